@@ -1,0 +1,70 @@
+"""The one contract every model family implements: waveforms in, per-layer frames out.
+
+Modelled on s3prl's upstream interface: an extractor is built once (weights loaded,
+device chosen) and then called on batches of mono float32 waveforms at its own
+``sample_rate``. It returns, for every layer it exposes, a padded ``(B, T, D)`` float32
+array, the number of valid frames of each item and the layer's frame rate. Pooling,
+storage and analysis never need to know which family produced the frames.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """Per-layer frame features of one batch.
+
+    Attributes:
+        layers: layer name -> ``(B, T, D)`` float32 array, zero-padded past each valid length.
+        lengths: layer name -> ``(B,)`` int array of valid frame counts (>= 1).
+        frame_rates: layer name -> frames per second of that layer.
+    """
+
+    layers: Mapping[str, np.ndarray]
+    lengths: Mapping[str, np.ndarray]
+    frame_rates: Mapping[str, float]
+
+    def valid(self, layer: str, index: int) -> np.ndarray:
+        """The ``(T_valid, D)`` frames of item ``index`` in ``layer``."""
+        return self.layers[layer][index, : int(self.lengths[layer][index])]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded, for the store key and for display."""
+
+    name: str  # what the user asked for: hub id, folder, 'random-init:<id>', 'baseline:logmel'
+    family: str  # wav2vec2 | hubert | wavlm | whisper | dac | baseline
+    key: str  # stable identity of the weights: id@revision, content hash, or seed
+    sample_rate: int
+    layer_names: tuple[str, ...]
+    n_params: int = 0
+    options: tuple[tuple[str, str], ...] = ()  # settings that change the numbers
+
+
+class Extractor(ABC):
+    """Base class of every model family's feature extractor."""
+
+    info: ModelInfo
+    device: str = "cpu"
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return self.info.layer_names
+
+    @abstractmethod
+    def extract(self, waveforms: Sequence[np.ndarray]) -> FrameFeatures:
+        """Run one batch of mono float32 waveforms (at ``sample_rate``) through the model."""
+
+    def close(self) -> None:
+        """Release the model (and GPU memory). Safe to call twice."""

@@ -1,0 +1,99 @@
+"""Frozen, validated settings and the places embedviz reads and writes.
+
+A settings object's :meth:`key` is a stable hash of exactly the fields that change the
+numbers, so it doubles as a cache key; the app's URL state is built on the same objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from embedviz.errors import ConfigError
+
+WHISPER_MODES = ("padded", "crop")
+#: Clips longer than this are cut to it (Whisper's encoder window); documented in README.
+DEFAULT_MAX_SECONDS = 30.0
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """Short hex digest of a JSON-serialisable payload, independent of dict order."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """What determines the numbers an extraction produces (besides the clip itself).
+
+    Attributes:
+        model: catalogue id, ``random-init:<id>``, ``baseline:mel``, or a local folder.
+        whisper_mode: ``padded`` (exact, 30 s window) or ``crop`` (approximation);
+            ignored for non-Whisper models.
+        seed: seed of ``random-init:`` models; ignored otherwise.
+        max_seconds: longer clips are cut to this many seconds.
+    """
+
+    model: str
+    whisper_mode: Literal["padded", "crop"] = "padded"
+    seed: int = 0
+    max_seconds: float = DEFAULT_MAX_SECONDS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"model must be a non-empty name or folder, got {self.model!r}")
+        if self.whisper_mode not in WHISPER_MODES:
+            raise ConfigError(
+                f"whisper_mode must be one of {', '.join(WHISPER_MODES)}, got {self.whisper_mode!r}"
+            )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not (0.1 <= float(self.max_seconds) <= 600):
+            raise ConfigError(f"max_seconds must be between 0.1 and 600, got {self.max_seconds!r}")
+
+    def numeric_options(self, family: str) -> dict[str, Any]:
+        """The options that change this model's numbers (part of the store key)."""
+        options: dict[str, Any] = {"max_seconds": float(self.max_seconds)}
+        if family == "whisper":
+            options["whisper_mode"] = self.whisper_mode
+        return options
+
+    def key(self) -> str:
+        return stable_hash(asdict(self))
+
+    def replace(self, **changes: Any) -> "ExtractionSettings":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return ExtractionSettings(**values)
+
+
+def _paths_from_env(name: str) -> list[Path]:
+    raw = os.environ.get(name, "")
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def default_cache_dir() -> Path:
+    """Embedding store root: ``$EMBEDVIZ_CACHE``, else the per-user cache folder."""
+    env = os.environ.get("EMBEDVIZ_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("embedviz")) / "embeddings"
+
+
+def data_roots() -> list[Path]:
+    """Folders under which the app may open datasets (``$EMBEDVIZ_DATA_ROOTS``).
+
+    The bundled demo dataset is always allowed in addition to these.
+    """
+    return _paths_from_env("EMBEDVIZ_DATA_ROOTS")
+
+
+def model_roots() -> list[Path]:
+    """Folders under which the app may load local models (``$EMBEDVIZ_MODEL_ROOTS``)."""
+    return _paths_from_env("EMBEDVIZ_MODEL_ROOTS")
