@@ -1,0 +1,88 @@
+"""Speech Commands layout discovery, word counts, seeded speaker-spread sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from embedviz.datasets import MANIFEST_COLUMNS, demo_root, open_dataset, speaker_of
+from embedviz.errors import DatasetError
+
+
+def make_dataset(root: Path, layout: dict[str, list[str]]) -> Path:
+    rng = np.random.default_rng(0)
+    for word, names in layout.items():
+        (root / word).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            sf.write(root / word / name, (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+    return root
+
+
+def test_discovers_words_and_ignores_non_words(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path, {"yes": ["aa_nohash_0.wav", "bb_nohash_0.wav", "aa_nohash_1.wav"],
+                                   "_background_noise_": ["noise.wav"], "no": ["cc_nohash_0.wav"]})
+    (tmp_path / "empty_word").mkdir()
+    (tmp_path / "README.md").write_text("not a word")
+    (tmp_path / "yes" / "notes.txt").write_text("not audio")
+    ds = open_dataset(root)
+    assert ds.word_names == ["no", "yes"]
+    words = ds.words().set_index("word")
+    assert words.loc["yes", "clips"] == 3 and words.loc["yes", "speakers"] == 2
+    m = ds.manifest()
+    assert list(m.columns) == MANIFEST_COLUMNS
+    assert set(m["speaker"]) == {"aa", "bb", "cc"}
+    assert np.allclose(m["duration"], 0.5)
+
+
+def test_split_lists_are_honoured(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path, {"yes": ["aa_nohash_0.wav", "bb_nohash_0.wav", "cc_nohash_0.wav"]})
+    (root / "validation_list.txt").write_text("yes/bb_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("yes/cc_nohash_0.wav\n")
+    split = open_dataset(root).manifest().set_index("clip_id")["split"]
+    assert split.to_dict() == {"yes/aa_nohash_0.wav": "train", "yes/bb_nohash_0.wav": "validation",
+                               "yes/cc_nohash_0.wav": "testing"}
+
+
+def test_sample_is_seeded_and_spreads_speakers(tmp_path: Path) -> None:
+    # speaker aa has 6 clips, the others 1 each: a speaker-blind sample would favour aa.
+    names = [f"aa_nohash_{i}.wav" for i in range(6)] + [f"s{i}_nohash_0.wav" for i in range(4)]
+    ds = open_dataset(make_dataset(tmp_path, {"yes": names}))
+    a = ds.sample(["yes"], 5, seed=3)
+    b = ds.sample(["yes"], 5, seed=3)
+    assert a.equals(b)
+    assert a["speaker"].nunique() == 5
+    assert any(not ds.sample(["yes"], 5, seed=s).equals(a) for s in range(5, 15))
+    assert len(ds.sample(["yes"], 50)) == 10  # all there is
+
+
+def test_sample_names_unknown_words(tmp_path: Path) -> None:
+    ds = open_dataset(make_dataset(tmp_path, {"yes": ["aa_nohash_0.wav"]}))
+    with pytest.raises(DatasetError, match="maybe"):
+        ds.sample(["maybe"], 1)
+
+
+@pytest.mark.parametrize("setup", ["missing", "file", "empty"])
+def test_bad_roots_raise_clear_errors(tmp_path: Path, setup: str) -> None:
+    target = tmp_path / "root"
+    if setup == "file":
+        target.write_text("x")
+    elif setup == "empty":
+        target.mkdir()
+    with pytest.raises(DatasetError, match=str(target.name)):
+        open_dataset(target)
+
+
+def test_demo_is_the_default_and_has_the_required_words() -> None:
+    ds = open_dataset()
+    assert ds.root == demo_root()
+    words = ds.words().set_index("word")
+    for w in ["yes", "no", "cat", "dog", "zero", "one"]:
+        assert words.loc[w, "clips"] >= 24 and words.loc[w, "speakers"] >= 12
+
+
+def test_speaker_of() -> None:
+    assert speaker_of("0a7c2a8d_nohash_3.wav") == "0a7c2a8d"
+    assert speaker_of("odd-name.wav") == "odd-name"

@@ -1,0 +1,130 @@
+"""The Parquet embedding store: round trip, poolings, atomicity, old formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedviz import store as store_mod
+from embedviz.errors import StoreError
+from embedviz.pooling import pool_frames
+from embedviz.store import EmbeddingStore
+
+LAYERS = ["cnn", "0", "1"]
+
+
+def rows_for(keys: list[str], seed: int = 0, d: int = 6) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key in keys:
+        for layer in LAYERS:
+            frames = rng.standard_normal((20, d)).astype(np.float32)
+            pooled = pool_frames(frames, 50.0, np.ones(6400, np.float32), 16000)
+            grid = pooled.pop("grid")
+            rows.append({"clip_key": key, "clip_id": f"w/{key}.wav", "path": f"/x/{key}.wav", "word": "w",
+                         "speaker": key[:2], "layer": layer, "n_frames": 20, **pooled,
+                         "grid": grid.reshape(-1), "grid_steps": grid.shape[0], "_frames": frames})
+    return rows
+
+
+def write(entry, rows):
+    entry.write_batch([{k: v for k, v in r.items() if k != "_frames"} for r in rows])
+
+
+@pytest.fixture
+def entry(tmp_path: Path):
+    s = EmbeddingStore(tmp_path)
+    return s, s.open_for_writing("model@abc", {"max_seconds": 30.0}, {"model": "m", "layers": LAYERS})
+
+
+def test_round_trip_every_pooling(entry) -> None:
+    s, e = entry
+    rows = rows_for(["k1", "k2"])
+    write(e, rows)
+    assert e.stored_keys() == {"k1", "k2"}
+    for pooling, fn in [("mean", lambda f: f.mean(0)), ("max", lambda f: f.max(0)),
+                        ("meanstd", lambda f: np.r_[f.mean(0), f.std(0)]), ("centre", lambda f: f[10]),
+                        ("time:0.2", lambda f: f[10])]:
+        got = e.read(["1"], pooling)["1"]
+        assert got.clip_keys == ["k1", "k2"]
+        expected = np.stack([fn(r["_frames"].astype(np.float64)) for r in rows if r["layer"] == "1"])
+        tol = 2e-3 if pooling.startswith("time") else 1e-5  # the time grid is float16
+        np.testing.assert_allclose(got.X, expected, rtol=tol, atol=tol)
+        assert list(got.clips["clip_id"]) == ["w/k1.wav", "w/k2.wav"]
+
+
+def test_read_filters_clips_and_missing_layers_are_empty(entry) -> None:
+    _, e = entry
+    write(e, rows_for(["k1", "k2", "k3"]))
+    got = e.read(["0", "nope"], "mean", clip_keys=["k3", "k1"])
+    assert sorted(got["0"].clip_keys) == ["k1", "k3"]
+    assert got["nope"].X.shape[0] == 0
+
+
+def test_duplicates_keep_last_written(entry) -> None:
+    _, e = entry
+    write(e, rows_for(["k1"], seed=1))
+    second = rows_for(["k1"], seed=2)
+    write(e, second)
+    got = e.read(["0"], "mean")["0"]
+    assert got.clip_keys == ["k1"]
+    np.testing.assert_allclose(got.X[0], second[1]["mean"], rtol=1e-6)
+
+
+def test_write_is_atomic_when_interrupted(entry, monkeypatch) -> None:
+    _, e = entry
+    write(e, rows_for(["k1"]))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "write_table", crash)
+    with pytest.raises(StoreError, match="disk full"):
+        write(e, rows_for(["k2"]))
+    monkeypatch.undo()
+    assert e.stored_keys() == {"k1"}
+    assert not list(e.path.glob(".*tmp")), "no temporary file left behind"
+
+
+def test_old_format_is_rebuilt_not_misread(entry, monkeypatch) -> None:
+    s, e = entry
+    write(e, rows_for(["k1"]))
+    meta = json.loads((e.path / "meta.json").read_text())
+    meta["format_version"] = 0
+    (e.path / "meta.json").write_text(json.dumps(meta))
+    old = s.entry("model@abc", {"max_seconds": 30.0})
+    assert not old.is_current
+    assert old.stored_keys() == set() and old.read(["0"], "mean")["0"].X.shape[0] == 0
+    fresh = s.open_for_writing("model@abc", {"max_seconds": 30.0}, {"model": "m", "layers": LAYERS})
+    assert fresh.is_current and fresh.parts() == []
+
+
+def test_damaged_part_is_ignored(entry) -> None:
+    _, e = entry
+    write(e, rows_for(["k1"]))
+    (e.path / "part-broken.parquet").write_bytes(b"not parquet")
+    assert e.stored_keys() == {"k1"}
+    assert e.read(["0"], "mean")["0"].clip_keys == ["k1"]
+
+
+def test_entries_and_delete(entry) -> None:
+    s, e = entry
+    write(e, rows_for(["k1", "k2"]))
+    table = s.entries()
+    assert table.loc[0, "clips"] == 2 and table.loc[0, "bytes"] > 0 and table.loc[0, "model"] == "m"
+    with pytest.raises(StoreError):
+        s.delete("../etc")
+    s.delete(e.id)
+    assert s.entries().empty
+
+
+def test_options_change_the_entry(tmp_path: Path) -> None:
+    s = EmbeddingStore(tmp_path)
+    assert s.entry_id("m@1", {"whisper_mode": "padded"}) != s.entry_id("m@1", {"whisper_mode": "crop"})
+    assert s.entry_id("m@1", {"a": 1, "b": 2}) == s.entry_id("m@1", {"b": 2, "a": 1})
+    assert store_mod.FORMAT_VERSION >= 1
