@@ -35,7 +35,12 @@ class ModelLoadError(EmbedvizError):
 
 
 class ExtractionError(EmbedvizError):
-    """A forward pass failed (out of memory, wrong input, ...)."""
+    """A forward pass failed (out of memory, wrong input, ...).
+
+    ``out_of_memory`` is True when the device ran out of memory: a smaller batch may work.
+    """
+
+    out_of_memory: bool = False
 
 
 class StoreError(EmbedvizError):

@@ -1,0 +1,349 @@
+"""Whisper encoder frames, layer by layer.
+
+Layers are named ``'0'`` .. ``'N'`` (``N = config.encoder_layers``) and follow the encoder's
+``hidden_states`` as transformers returns them:
+
+* ``'0'``: after the convolutional stem (conv1, GELU, conv2, GELU) plus the sinusoidal
+  positional embedding, i.e. the input of the first transformer layer;
+* ``'1'`` .. ``'N-1'``: the residual stream after each transformer layer (no layer norm);
+* ``'N'``: the output of the last layer *after* the encoder's final ``layer_norm`` (this is
+  ``last_hidden_state``; transformers ties the last hidden state to it).
+
+Every layer has one frame per 20 ms (50 frames/s at 16 kHz: mel hop 160 samples, conv2 stride 2).
+
+Two modes:
+
+* ``'padded'`` (default, exact): every clip is padded with silence to the encoder's fixed 30 s
+  window (3000 mel frames), the way Whisper was trained and the way transformers'
+  ``WhisperEncoder.forward`` requires, and only the frames that cover the real audio are kept:
+  ``ceil(samples / 320)``, at most 1500. Items are independent, so batching is exact.
+* ``'crop'`` (approximation): the encoder runs on the clip's own length (its mel frames, made
+  even) with the positional embeddings sliced to that length. Whisper was trained only on 30 s
+  windows, so this is an out-of-distribution approximation; it is much cheaper for short clips.
+  Shapes (valid frames, widths) equal padded mode's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+
+from embedviz.errors import ConfigError, ExtractionError, ModelLoadError
+from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+logger = logging.getLogger(__name__)
+
+WhisperMode = Literal["padded", "crop"]
+WHISPER_MODES: tuple[str, ...] = ("padded", "crop")
+
+#: Text stored in ``ModelInfo.options`` (key ``'approximation'``) of crop-mode extractors.
+CROP_APPROXIMATION_NOTE = (
+    "crop mode: the encoder ran on each clip's own length, not the 30 s window Whisper was "
+    "trained on; features are an approximation"
+)
+
+# WhisperFeatureExtractor.__init__ arguments we forward from preprocessor_config.json. Other keys
+# (feature_extractor_type, processor_class, n_samples, nb_max_frames, ...) are derived or irrelevant.
+_FEATURE_EXTRACTOR_KEYS = ("feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft", "padding_value")
+
+
+def layer_names_for_config(config: WhisperConfig) -> tuple[str, ...]:
+    """Layer names a Whisper model with ``config`` exposes, without loading weights.
+
+    ``'0'`` .. ``str(config.encoder_layers)``: the encoder's ``hidden_states`` indices.
+    """
+    return tuple(str(i) for i in range(int(config.encoder_layers) + 1))
+
+
+class WhisperExtractor(Extractor):
+    """Per-layer encoder frames of a Whisper model (see the module docstring for layers and modes).
+
+    Args:
+        model: a transformers ``WhisperModel`` (or ``WhisperForConditionalGeneration``) or a bare
+            ``WhisperEncoder``. Only the encoder is kept (moved to ``device``, put in eval mode);
+            the decoder is freed once the caller drops its own reference.
+        info: what was loaded. ``layer_names`` is checked against the model; ``options`` gets
+            ``('whisper_mode', mode)`` and, in crop mode, ``('approximation', CROP_APPROXIMATION_NOTE)``.
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:0'``, ``'mps'``.
+        preprocessor: the checkpoint's ``preprocessor_config.json`` as a dict (may be empty:
+            Whisper's defaults are used). ``feature_size`` always follows the model's
+            ``num_mel_bins``; dithering is disabled so features are reproducible.
+        mode: ``'padded'`` (exact) or ``'crop'`` (approximation, see module docstring).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        info: ModelInfo,
+        device: str,
+        preprocessor: Mapping[str, Any],
+        mode: WhisperMode = "padded",
+    ) -> None:
+        from transformers import WhisperFeatureExtractor
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        if mode not in WHISPER_MODES:
+            raise ConfigError(f"whisper mode must be one of {', '.join(WHISPER_MODES)}; got {mode!r}")
+        if isinstance(model, WhisperEncoder):
+            encoder = model
+        elif hasattr(model, "get_encoder"):
+            encoder = model.get_encoder()
+        else:
+            raise ModelLoadError(f"{info.name}: expected a Whisper model or encoder, got {type(model).__name__}")
+        if not isinstance(encoder, WhisperEncoder):
+            raise ModelLoadError(f"{info.name}: expected a Whisper encoder, got {type(encoder).__name__}")
+
+        config = encoder.config
+        self.mode: WhisperMode = mode
+        self.device = device
+        self._lock = threading.Lock()
+        try:
+            self._encoder: WhisperEncoder | None = encoder.to(device).eval()
+        except (RuntimeError, AssertionError) as error:  # e.g. CUDA not available / not compiled in
+            raise ModelLoadError(f"{info.name}: cannot move the model to device {device!r}: {error}") from error
+
+        self._feature_extractor = _build_feature_extractor(WhisperFeatureExtractor, preprocessor, config, info.name)
+        fe = self._feature_extractor
+        # The encoder's window is fixed by its positional table: max_source_positions frames after
+        # conv2's stride, so twice as many mel frames (3000 = 30 s for every released checkpoint).
+        self._stride = int(encoder.conv1.stride[0]) * int(encoder.conv2.stride[0])
+        self.max_frames = int(config.max_source_positions)
+        self.window_mel_frames = self.max_frames * self._stride
+        self.window_samples = self.window_mel_frames * int(fe.hop_length)
+        self.samples_per_frame = int(fe.hop_length) * self._stride
+        sample_rate = int(fe.sampling_rate)
+        self.frame_rate = sample_rate / self.samples_per_frame
+        self.max_seconds = self.window_samples / sample_rate
+        self._width = int(config.d_model)
+
+        if info.sample_rate != sample_rate:
+            raise ModelLoadError(
+                f"{info.name}: ModelInfo says {info.sample_rate} Hz but the preprocessor config says "
+                f"{sample_rate} Hz; fix the loader so both agree"
+            )
+        expected = layer_names_for_config(config)
+        if tuple(info.layer_names) != expected:
+            logger.warning("%s: layer names %s replaced by the model's %s", info.name, info.layer_names, expected)
+        options = [(k, v) for k, v in info.options if k not in ("whisper_mode", "approximation")]
+        options.append(("whisper_mode", mode))
+        if mode == "crop":
+            options.append(("approximation", CROP_APPROXIMATION_NOTE))
+        self.info = dataclasses.replace(info, layer_names=expected, options=tuple(options))
+
+    # ------------------------------------------------------------------ public API
+
+    def extract(self, waveforms: Sequence[np.ndarray]) -> FrameFeatures:
+        """Encoder frames of each mono float32 waveform (at ``sample_rate``), every layer.
+
+        Returns ``(B, T, d_model)`` float32 arrays zero-padded past each item's valid frames
+        (``ceil(samples / 320)`` at 16 kHz), valid lengths and 50 frames/s for every layer.
+
+        Raises:
+            ExtractionError: a clip is empty, not 1-D, not finite or longer than the 30 s window;
+                the forward pass failed (``out_of_memory`` is True for GPU OOM).
+        """
+        lengths = self._check_waveforms(waveforms)
+        names = self.info.layer_names
+        if not waveforms:
+            empty = np.zeros((0, 0, self._width), dtype=np.float32)
+            return FrameFeatures(
+                layers={n: empty.copy() for n in names},
+                lengths={n: np.zeros(0, dtype=np.int64) for n in names},
+                frame_rates={n: self.frame_rate for n in names},
+            )
+        valid = np.array(
+            [min(self.max_frames, max(1, math.ceil(n / self.samples_per_frame))) for n in lengths], dtype=np.int64
+        )
+        features = self._log_mel(waveforms)  # (B, n_mels, window_mel_frames)
+
+        batch, t_max = len(waveforms), int(valid.max())
+        out = {n: np.zeros((batch, t_max, self._width), dtype=np.float32) for n in names}
+        with self._lock, _forward_errors(self.info.name, self.device):
+            encoder = self._require_encoder()
+            if self.mode == "padded":
+                hidden = self._forward_padded(encoder, features)
+                for name, h in zip(names, hidden):
+                    out[name][:] = h[:, :t_max].float().cpu().numpy()
+            else:
+                # Items of one mel length share a forward pass; lengths never mix, so no padding
+                # ever enters the attention of a cropped clip.
+                for t in np.unique(valid):
+                    idx = np.flatnonzero(valid == t)
+                    hidden = self._forward_crop(encoder, features[idx, :, : int(t) * self._stride])
+                    for name, h in zip(names, hidden):
+                        out[name][idx, : int(t)] = h.float().cpu().numpy()
+        for i, v in enumerate(valid):
+            for name in names:
+                out[name][i, v:] = 0.0
+        return FrameFeatures(
+            layers=out,
+            lengths={n: valid.copy() for n in names},
+            frame_rates={n: self.frame_rate for n in names},
+        )
+
+    def close(self) -> None:
+        """Drop the encoder and release GPU memory. Safe to call twice."""
+        with self._lock:
+            if self._encoder is None:
+                return
+            self._encoder = None
+        _free_device_memory(self.device)
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_encoder(self) -> WhisperEncoder:
+        if self._encoder is None:
+            raise ExtractionError(f"{self.info.name}: the extractor was closed; load the model again")
+        return self._encoder
+
+    def _check_waveforms(self, waveforms: Sequence[np.ndarray]) -> list[int]:
+        lengths = []
+        for i, wave in enumerate(waveforms):
+            wave = np.asarray(wave)
+            if wave.ndim != 1:
+                raise ExtractionError(f"{self.info.name}: clip {i} has shape {wave.shape}; expected mono 1-D audio")
+            if wave.size == 0:
+                raise ExtractionError(f"{self.info.name}: clip {i} is empty")
+            if wave.size > self.window_samples:
+                raise ExtractionError(
+                    f"{self.info.name}: clip {i} is {wave.size / self.sample_rate:.2f} s long; the Whisper encoder "
+                    f"takes at most {self.max_seconds:g} s ({self.window_samples} samples). Trim the clip or "
+                    f"lower the audio length limit"
+                )
+            if not np.all(np.isfinite(wave)):
+                raise ExtractionError(f"{self.info.name}: clip {i} contains NaN or infinite samples")
+            lengths.append(int(wave.size))
+        return lengths
+
+    def _log_mel(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """Log-mel of every clip padded to the full window (crop mode slices it afterwards).
+
+        Computing crop features on the padded window too keeps the frames at the clip's end
+        (whose STFT windows reach into the padding) and the per-clip log-mel normalisation
+        identical to padded mode, so the two modes differ only in the encoder's input length.
+        """
+        batch = self._feature_extractor(
+            [np.asarray(w, dtype=np.float32) for w in waveforms],
+            sampling_rate=self._feature_extractor.sampling_rate,
+            padding="max_length",
+            max_length=self.window_samples,
+            truncation=True,
+            return_tensors="np",
+        )
+        features = np.asarray(batch["input_features"], dtype=np.float32)
+        expected = (len(waveforms), int(self._feature_extractor.feature_size), self.window_mel_frames)
+        if features.shape != expected:
+            raise ExtractionError(
+                f"{self.info.name}: log-mel features have shape {features.shape}, expected {expected}; "
+                "the preprocessor config does not match the model"
+            )
+        return features
+
+    def _to_device(self, encoder: WhisperEncoder, features: np.ndarray) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(features)).to(self.device, dtype=encoder.conv1.weight.dtype)
+
+    def _forward_padded(self, encoder: WhisperEncoder, features: np.ndarray) -> tuple[torch.Tensor, ...]:
+        import torch
+
+        with torch.inference_mode():
+            output = encoder(self._to_device(encoder, features), output_hidden_states=True)
+        return tuple(output.hidden_states)
+
+    def _forward_crop(self, encoder: WhisperEncoder, features: np.ndarray) -> list[torch.Tensor]:
+        """Same computation as ``WhisperEncoder.forward`` (eval mode), for any even mel length.
+
+        transformers rejects inputs that are not exactly the 30 s window, so the submodules are
+        called here in the same order; the only change is the positional table sliced to the
+        input's length.
+        """
+        import torch
+        from torch import nn
+
+        with torch.inference_mode():
+            x = self._to_device(encoder, features)
+            x = nn.functional.gelu(encoder.conv1(x))
+            x = nn.functional.gelu(encoder.conv2(x))
+            x = x.permute(0, 2, 1)
+            hidden = x + encoder.embed_positions.weight[: x.shape[1]]
+            states = [hidden]
+            for layer in encoder.layers:
+                # No attention mask: every position is real audio (transformers passes None too).
+                hidden = layer(hidden, None)
+                states.append(hidden)
+            states[-1] = encoder.layer_norm(hidden)
+        return states
+
+
+def _build_feature_extractor(
+    cls: type[WhisperFeatureExtractor], preprocessor: Mapping[str, Any], config: WhisperConfig, name: str
+) -> WhisperFeatureExtractor:
+    kwargs = {k: preprocessor[k] for k in _FEATURE_EXTRACTOR_KEYS if k in preprocessor}
+    mel_bins = int(config.num_mel_bins)
+    if "feature_size" in kwargs and int(kwargs["feature_size"]) != mel_bins:
+        logger.warning(
+            "%s: preprocessor feature_size %s differs from the model's num_mel_bins %s; using %s",
+            name,
+            kwargs["feature_size"],
+            mel_bins,
+            mel_bins,
+        )
+    kwargs["feature_size"] = mel_bins
+    # Dither adds random noise to every frame: embeddings would change from run to run.
+    kwargs["dither"] = 0.0
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ModelLoadError(f"{name}: preprocessor config is not usable for Whisper: {error}") from error
+
+
+@contextlib.contextmanager
+def _forward_errors(name: str, device: str) -> Iterator[None]:
+    """Turn forward-pass failures into ExtractionError (``out_of_memory`` set for GPU OOM)."""
+    import torch
+
+    try:
+        yield
+    except ExtractionError:
+        raise
+    except torch.cuda.OutOfMemoryError as error:
+        _free_device_memory(device)
+        oom = ExtractionError(
+            f"{name}: out of GPU memory on {device}; lower the batch size (or use a smaller model or the CPU)"
+        )
+        oom.out_of_memory = True  # type: ignore[attr-defined]
+        raise oom from error
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        if "out of memory" in str(error).lower():  # MPS and some CUDA paths raise a plain RuntimeError
+            _free_device_memory(device)
+            oom = ExtractionError(f"{name}: out of memory on {device}; lower the batch size: {error}")
+            oom.out_of_memory = True  # type: ignore[attr-defined]
+            raise oom from error
+        failed = ExtractionError(f"{name}: forward pass failed on {device}: {error}")
+        failed.out_of_memory = False  # type: ignore[attr-defined]
+        raise failed from error
+
+
+def _free_device_memory(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.startswith("mps") and hasattr(torch, "mps") and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
