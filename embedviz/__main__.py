@@ -1,0 +1,7 @@
+"""Entry point of ``python -m embedviz``."""
+
+import sys
+
+from embedviz.cli import main
+
+sys.exit(main())

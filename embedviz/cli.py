@@ -1,0 +1,223 @@
+"""``python -m embedviz``: the catalogue, datasets, batch extraction, export and analysis."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from embedviz.errors import EmbedvizError
+from embedviz.progress import ProgressEvent
+from embedviz.settings import WHISPER_MODES, ExtractionSettings, default_cache_dir
+
+logger = logging.getLogger("embedviz")
+
+
+def _words_arg(text: str | None) -> list[str]:
+    return [w.strip() for w in (text or "").split(",") if w.strip()]
+
+
+def _human_params(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f}M"
+    return f"{n / 1e3:.0f}k" if n else "-"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from embedviz.catalogue import CATALOGUE, availability
+
+    rows = [("model", "family", "params", "rate", "layers", "availability")]
+    for spec in CATALOGUE.values():
+        status = availability(spec.id, check_hub=not args.no_hub_check)
+        rows.append(
+            (spec.id, spec.family, _human_params(spec.n_params), f"{spec.sample_rate}",
+             str(len(spec.layers)), f"{status.status}: {status.detail}" if args.verbose else status.status)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print("\nAlso: random-init:<model id> (seeded untrained control of any model above), "
+          "or a local Hugging Face model folder.")
+    return 0
+
+
+def cmd_words(args: argparse.Namespace) -> int:
+    from embedviz.datasets import open_dataset
+
+    ds = open_dataset(args.dataset)
+    table = ds.words()
+    print(f"dataset: {ds.root}")
+    print(table.to_string(index=False))
+    print(f"{len(table)} words, {int(table['clips'].sum())} clips")
+    return 0
+
+
+class _TqdmProgress:
+    """Turns ProgressEvents into a tqdm bar on stderr."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, event: ProgressEvent) -> bool:
+        from tqdm import tqdm
+
+        if self.bar is None or self.bar.total != event.total or self.bar.desc != f"{self.desc} {event.stage}":
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=event.total, desc=f"{self.desc} {event.stage}", unit="clip",
+                            file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = event.done
+        if event.message:
+            self.bar.set_postfix_str(event.message, refresh=False)
+        self.bar.refresh()
+        return False
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _settings(args: argparse.Namespace, model: str) -> ExtractionSettings:
+    return ExtractionSettings(model=model, whisper_mode=args.whisper_mode, seed=args.model_seed)
+
+
+def _store(args: argparse.Namespace):
+    from embedviz.store import EmbeddingStore
+
+    return EmbeddingStore(Path(args.cache) if args.cache else default_cache_dir())
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from embedviz.datasets import open_dataset
+    from embedviz.pipeline import extract
+
+    ds = open_dataset(args.dataset)
+    words = _words_arg(args.words) or ds.word_names
+    manifest = ds.sample(words, args.samples, seed=args.seed)
+    store = _store(args)
+    print(f"dataset {ds.root}: {len(manifest)} clips of {len(words)} words; store {store.root}")
+    any_done = False
+    for model in _words_arg(args.model):
+        progress = _TqdmProgress(model)
+        try:
+            report = extract(manifest, _settings(args, model), store=store, device=args.device,
+                             batch_size=args.batch_size, progress=progress)
+        except EmbedvizError as exc:
+            progress.close()
+            print(f"error: {model}: {exc}", file=sys.stderr)
+            continue
+        progress.close()
+        print(report.summary())
+        for skipped in report.skipped:
+            print(f"  skipped {skipped.path}: {skipped.reason}")
+        any_done = any_done or (report.computed + report.cached) > 0
+    return 0 if any_done else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from embedviz.pipeline import stored_layer
+
+    layer = stored_layer(_store(args), _settings(args, args.model), args.layer, args.pooling)
+    df = layer.clips.copy()
+    df["layer"] = args.layer
+    df["pooling"] = args.pooling
+    df["embedding"] = [row.tolist() for row in layer.X]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        df.assign(embedding=[" ".join(f"{v:.7g}" for v in e) for e in df["embedding"]]).to_csv(out, index=False)
+    elif out.suffix.lower() == ".parquet":
+        pd.DataFrame(df).to_parquet(out, index=False)
+    else:
+        print(f"error: --out must end in .csv or .parquet, got {out}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(df)} clips x {layer.X.shape[1]} dims to {out}")
+    return 0
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from embedviz.analysis import analyse_entry
+
+    table = analyse_entry(
+        _store(args), _settings(args, args.model), pooling=args.pooling, words=_words_arg(args.words) or None,
+        layers=_words_arg(args.layers) or None, figures_dir=Path(args.figures) if args.figures else None,
+        reduction=args.reduction,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    with_pd_options = table.round(3).to_string(index=False)
+    print(with_pd_options)
+    print(f"wrote {out}" + (f" and figures in {args.figures}" if args.figures else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m embedviz", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="the model catalogue with availability")
+    p.add_argument("--no-hub-check", action="store_true", help="do not ask the hub (faster offline)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("words", help="words of a dataset with clip and speaker counts")
+    p.add_argument("--dataset", help="dataset root (default: the bundled demo)")
+    p.set_defaults(func=cmd_words)
+
+    def model_options(p: argparse.ArgumentParser, many: bool = False) -> None:
+        p.add_argument("--model", required=True,
+                       help="catalogue id, random-init:<id>, baseline:mel or a local folder"
+                            + (" (comma-separated for several)" if many else ""))
+        p.add_argument("--cache", help="store folder (default: $EMBEDVIZ_CACHE or the user cache)")
+        p.add_argument("--whisper-mode", choices=WHISPER_MODES, default="padded")
+        p.add_argument("--model-seed", type=int, default=0, help="seed of random-init models")
+
+    p = sub.add_parser("extract", help="embed clips (only those not stored yet)")
+    p.add_argument("--dataset", help="dataset root (default: the bundled demo)")
+    p.add_argument("--words", help="comma-separated words (default: all)")
+    p.add_argument("--samples", type=int, default=24, help="clips per word")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=int, default=8)
+    model_options(p, many=True)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("export", help="write one layer's stored embeddings to Parquet or CSV")
+    model_options(p)
+    p.add_argument("--layer", required=True)
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("analyse", aliases=["analyze"], help="per-layer separability table and figures")
+    model_options(p)
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--words", help="comma-separated words (default: all stored)")
+    p.add_argument("--layers", help="comma-separated layers (default: all)")
+    p.add_argument("--reduction", default="pca", choices=["pca", "tsne", "umap"])
+    p.add_argument("--out", required=True, help="FILE.csv")
+    p.add_argument("--figures", help="folder for standalone HTML figures")
+    p.set_defaults(func=cmd_analyse)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except EmbedvizError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished batches are stored; run again to resume", file=sys.stderr)
+        return 130
