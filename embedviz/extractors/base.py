@@ -9,11 +9,14 @@ storage and analysis never need to know which family produced the frames.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
+
+from embedviz.errors import ExtractionError
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,36 @@ class Extractor(ABC):
 
     def close(self) -> None:
         """Release the model (and GPU memory). Safe to call twice."""
+
+
+@contextlib.contextmanager
+def forward_errors(name: str, device: str) -> Iterator[None]:
+    """Turn forward-pass failures into ExtractionError (``out_of_memory`` set for OOM)."""
+    import torch
+
+    try:
+        yield
+    except ExtractionError:
+        raise
+    except torch.cuda.OutOfMemoryError as error:
+        free_device_memory(device)
+        oom = ExtractionError(
+            f"{name}: out of GPU memory on {device}; lower the batch size (or use a smaller model or the CPU)"
+        )
+        oom.out_of_memory = True
+        raise oom from error
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        if "out of memory" in str(error).lower():  # MPS and some CUDA paths raise a plain RuntimeError
+            free_device_memory(device)
+            oom = ExtractionError(f"{name}: out of memory on {device}; lower the batch size: {error}")
+            oom.out_of_memory = True
+            raise oom from error
+        raise ExtractionError(f"{name}: forward pass failed on {device}: {error}") from error
+
+
+def free_device_memory(device: str) -> None:
+    """Return cached GPU memory to the driver after a model is closed or an OOM."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()

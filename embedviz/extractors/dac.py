@@ -24,17 +24,16 @@ reassembles the results in input order: a clip's features never depend on its ba
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from embedviz.errors import ExtractionError, ModelLoadError
-from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo
+from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, forward_errors, free_device_memory
 
 if TYPE_CHECKING:
     import torch
@@ -162,7 +161,7 @@ class DacExtractor(Extractor):
         groups: dict[int, list[int]] = {}
         for i, n in enumerate(lengths):
             groups.setdefault(n, []).append(i)
-        with self._lock, _forward_errors(self.info.name, self.device):
+        with self._lock, forward_errors(self.info.name, self.device):
             for n_samples, idx in groups.items():
                 padded = math.ceil(n_samples / self._hop) * self._hop
                 batch = np.full((len(idx), 1, padded), self._padding_value, dtype=np.float32)
@@ -185,7 +184,7 @@ class DacExtractor(Extractor):
                 return
             self._encoder = None
             self._quantizer = None
-        _free_device_memory(self.device)
+        free_device_memory(self.device)
 
     # ------------------------------------------------------------------ internals
 
@@ -240,40 +239,4 @@ class DacExtractor(Extractor):
         return stages
 
 
-@contextlib.contextmanager
-def _forward_errors(name: str, device: str) -> Iterator[None]:
-    """Turn forward-pass failures into ExtractionError (``out_of_memory`` set for GPU OOM)."""
-    import torch
 
-    try:
-        yield
-    except ExtractionError:
-        raise
-    except torch.cuda.OutOfMemoryError as error:
-        _free_device_memory(device)
-        oom = ExtractionError(
-            f"{name}: out of GPU memory on {device}; lower the batch size (or use a smaller model or the CPU)"
-        )
-        oom.out_of_memory = True  # type: ignore[attr-defined]
-        raise oom from error
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        if "out of memory" in str(error).lower():  # MPS and some CUDA paths raise a plain RuntimeError
-            _free_device_memory(device)
-            oom = ExtractionError(f"{name}: out of memory on {device}; lower the batch size: {error}")
-            oom.out_of_memory = True  # type: ignore[attr-defined]
-            raise oom from error
-        failed = ExtractionError(f"{name}: forward pass failed on {device}: {error}")
-        failed.out_of_memory = False  # type: ignore[attr-defined]
-        raise failed from error
-
-
-def _free_device_memory(device: str) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif device.startswith("mps") and hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.empty_cache()

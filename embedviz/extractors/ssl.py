@@ -23,15 +23,14 @@ Batching never changes the numbers (within float tolerance):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from embedviz.errors import ExtractionError, ModelLoadError
-from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo
+from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, forward_errors, free_device_memory
 
 if TYPE_CHECKING:
     import torch
@@ -155,7 +154,7 @@ class SSLExtractor(Extractor):
             if self._model is None:
                 raise _error(f"{self.info.name}: the extractor was closed; load the model again")
             valid = self._output_lengths(n_samples)
-            with _forward_errors(self.info.name, self.device):
+            with forward_errors(self.info.name, self.device):
                 if self._use_attention_mask:
                     groups = [list(range(len(clips)))]
                 else:
@@ -196,7 +195,7 @@ class SSLExtractor(Extractor):
             self._hook.remove()
             self._model = None
             self._captured.clear()
-        _free_device_memory(self.device)
+        free_device_memory(self.device)
 
     # ------------------------------------------------------------------ internals
 
@@ -279,37 +278,4 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to("cpu", dtype=torch.float32).numpy()
 
 
-@contextlib.contextmanager
-def _forward_errors(name: str, device: str) -> Iterator[None]:
-    """Turn forward-pass failures into ExtractionError (``out_of_memory`` set for GPU OOM)."""
-    import torch
 
-    try:
-        yield
-    except ExtractionError:
-        raise
-    except torch.cuda.OutOfMemoryError as error:
-        _free_device_memory(device)
-        oom = ExtractionError(
-            f"{name}: out of GPU memory on {device}; lower the batch size (or use a smaller model or the CPU)"
-        )
-        oom.out_of_memory = True  # type: ignore[attr-defined]
-        raise oom from error
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        if "out of memory" in str(error).lower():  # MPS and some CUDA paths raise a plain RuntimeError
-            _free_device_memory(device)
-            oom = ExtractionError(f"{name}: out of memory on {device}; lower the batch size: {error}")
-            oom.out_of_memory = True  # type: ignore[attr-defined]
-            raise oom from error
-        failed = ExtractionError(f"{name}: forward pass failed on {device}: {error}")
-        failed.out_of_memory = False  # type: ignore[attr-defined]
-        raise failed from error
-
-
-def _free_device_memory(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif device.startswith("mps") and hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.empty_cache()

@@ -25,17 +25,16 @@ Two modes:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 
 from embedviz.errors import ConfigError, ExtractionError, ModelLoadError
-from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo
+from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, forward_errors, free_device_memory
 
 if TYPE_CHECKING:
     import torch
@@ -170,7 +169,7 @@ class WhisperExtractor(Extractor):
 
         batch, t_max = len(waveforms), int(valid.max())
         out = {n: np.zeros((batch, t_max, self._width), dtype=np.float32) for n in names}
-        with self._lock, _forward_errors(self.info.name, self.device):
+        with self._lock, forward_errors(self.info.name, self.device):
             encoder = self._require_encoder()
             if self.mode == "padded":
                 hidden = self._forward_padded(encoder, features)
@@ -199,7 +198,7 @@ class WhisperExtractor(Extractor):
             if self._encoder is None:
                 return
             self._encoder = None
-        _free_device_memory(self.device)
+        free_device_memory(self.device)
 
     # ------------------------------------------------------------------ internals
 
@@ -310,40 +309,4 @@ def _build_feature_extractor(
         raise ModelLoadError(f"{name}: preprocessor config is not usable for Whisper: {error}") from error
 
 
-@contextlib.contextmanager
-def _forward_errors(name: str, device: str) -> Iterator[None]:
-    """Turn forward-pass failures into ExtractionError (``out_of_memory`` set for GPU OOM)."""
-    import torch
 
-    try:
-        yield
-    except ExtractionError:
-        raise
-    except torch.cuda.OutOfMemoryError as error:
-        _free_device_memory(device)
-        oom = ExtractionError(
-            f"{name}: out of GPU memory on {device}; lower the batch size (or use a smaller model or the CPU)"
-        )
-        oom.out_of_memory = True  # type: ignore[attr-defined]
-        raise oom from error
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        if "out of memory" in str(error).lower():  # MPS and some CUDA paths raise a plain RuntimeError
-            _free_device_memory(device)
-            oom = ExtractionError(f"{name}: out of memory on {device}; lower the batch size: {error}")
-            oom.out_of_memory = True  # type: ignore[attr-defined]
-            raise oom from error
-        failed = ExtractionError(f"{name}: forward pass failed on {device}: {error}")
-        failed.out_of_memory = False  # type: ignore[attr-defined]
-        raise failed from error
-
-
-def _free_device_memory(device: str) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif device.startswith("mps") and hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.empty_cache()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -62,13 +61,6 @@ def _clip(n_samples: int, seed: int) -> np.ndarray:
     t = np.arange(n_samples) / SR
     wave = 0.3 * np.sin(2 * np.pi * (150 + 40 * seed) * t) + 0.05 * rng.standard_normal(n_samples)
     return wave.astype(np.float32)
-
-
-def _has_shared_builders() -> bool:
-    try:
-        return importlib.util.find_spec("tests.tiny_models") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +191,6 @@ def test_close_is_idempotent_and_blocks_extract(dac_dir: Path) -> None:
         extractor.extract([_clip(800, 0)])
 
 
-@pytest.mark.skipif(not _has_shared_builders(), reason="tests/tiny_models.py not written yet")
 def test_shared_tiny_dac_builder(tmp_path: Path) -> None:
     from transformers import DacModel
 

@@ -181,14 +181,14 @@ def test_constructor_checks_model_and_layers(tiny_model_dir: dict[str, Path]) ->
 def test_out_of_memory_becomes_an_actionable_extraction_error() -> None:
     import torch
 
-    from embedviz.extractors.ssl import _forward_errors
+    from embedviz.extractors.base import forward_errors
 
     with pytest.raises(ExtractionError, match="batch size") as info:
-        with _forward_errors("tiny", "cuda"):
+        with forward_errors("tiny", "cuda"):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert info.value.out_of_memory is True  # type: ignore[attr-defined]
     with pytest.raises(ExtractionError, match="tiny") as info:
-        with _forward_errors("tiny", "cpu"):
+        with forward_errors("tiny", "cpu"):
             raise RuntimeError("shape mismatch")
     assert info.value.out_of_memory is False  # type: ignore[attr-defined]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -19,7 +18,6 @@ from embedviz.extractors.base import ModelInfo  # noqa: E402
 from embedviz.extractors.whisper import (  # noqa: E402
     CROP_APPROXIMATION_NOTE,
     WhisperExtractor,
-    _forward_errors,
     layer_names_for_config,
 )
 
@@ -78,13 +76,6 @@ def _clip(n_samples: int, seed: int) -> np.ndarray:
     t = np.arange(n_samples) / SR
     wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.05 * rng.standard_normal(n_samples)
     return wave.astype(np.float32)
-
-
-def _has_shared_builders() -> bool:
-    try:
-        return importlib.util.find_spec("tests.tiny_models") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -257,18 +248,6 @@ def test_close_is_idempotent_and_blocks_extract(whisper_dir: Path) -> None:
         extractor.extract([_clip(8000, 0)])
 
 
-def test_forward_errors_are_typed() -> None:
-    with pytest.raises(ExtractionError, match="lower the batch size") as caught:
-        with _forward_errors("tiny-whisper", "cuda:0"):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    assert caught.value.out_of_memory is True
-    with pytest.raises(ExtractionError, match="tiny-whisper") as caught:
-        with _forward_errors("tiny-whisper", "cpu"):
-            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
-    assert caught.value.out_of_memory is False
-
-
-@pytest.mark.skipif(not _has_shared_builders(), reason="tests/tiny_models.py not written yet")
 def test_shared_tiny_whisper_builder(tmp_path: Path) -> None:
     from transformers import WhisperModel
 
