@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=48, help="clips in total (spread over the demo words)")
     parser.add_argument("--batch-sizes", default="1,4,8,16")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -53,21 +53,23 @@ def main() -> None:
     # Warm-up: first-call overheads (allocator, kernels) should not count against batch 1.
     extractor.extract([np.zeros(16000, np.float32)])
 
-    results: list[tuple[int, float]] = []
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    best = {bs: float("inf") for bs in sizes}
     with tempfile.TemporaryDirectory() as tmp:
-        for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            best = float("inf")
-            for r in range(args.repeats):
+        # Rounds interleave the batch sizes, so load from other processes hits all alike;
+        # the best of the rounds is kept.
+        for r in range(args.repeats):
+            for bs in sizes:
                 store = EmbeddingStore(Path(tmp) / f"bs{bs}-{r}")
                 t = time.perf_counter()
                 report = extract(manifest, settings, store=store, batch_size=bs, extractor=extractor)
-                best = min(best, time.perf_counter() - t)
+                best[bs] = min(best[bs], time.perf_counter() - t)
                 assert report.computed == len(manifest), report.summary()
-            results.append((bs, best))
         t = time.perf_counter()
         hit = extract(manifest, settings, store=store, batch_size=8, extractor=extractor)
         hit_s = time.perf_counter() - t
         assert hit.computed == 0 and hit.forward_passes == 0
+    results = list(best.items())
     extractor.close()
 
     base = results[0][1]

@@ -1,0 +1,463 @@
+"""Plotly figures for embeddings and their separability numbers.
+
+Conventions shared by every figure:
+
+* Colours come from :func:`word_colors`: labels are sorted and walk a fixed qualitative
+  palette, so the same set of words gets the same colours in every figure. Pass one
+  ``colors`` mapping built from the *full* word list to every call when figures show
+  different subsets.
+* Scatter points carry ``customdata = [clip_id, word, speaker]`` (all as ``str``);
+  ``customdata[0]`` is always the clip id. The app reads it back from Plotly selection events
+  (``point["customdata"][0]``).
+* One trace per colour group with a ``legendgroup`` per label, so clicking a legend
+  entry hides that word everywhere, also across the panels of :func:`grid_figure`.
+
+plotly is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from embedviz.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import plotly.graph_objects as go
+    from numpy.typing import ArrayLike
+
+    from embedviz.reduction import ReductionSettings
+
+ColorBy = Literal["word", "speaker"]
+
+#: Readable names for metric columns of :func:`embedviz.metrics.metrics_table`.
+METRIC_LABELS: dict[str, str] = {
+    "knn_accuracy": "k-NN word accuracy",
+    "speaker_disjoint_knn": "speaker-disjoint k-NN accuracy",
+    "silhouette": "silhouette (cosine)",
+    "probe_accuracy": "linear probe accuracy",
+    "chance": "chance",
+}
+#: Metrics whose natural range is [0, 1].
+_UNIT_METRICS = {"knn_accuracy", "speaker_disjoint_knn", "probe_accuracy", "chance"}
+
+
+def _palette() -> list[str]:
+    from plotly.colors import qualitative
+
+    # Dark24 first (readable on white); Light24 doubles the number of distinct colours
+    # so the 35 Speech Commands words do not repeat.
+    return list(qualitative.Dark24) + list(qualitative.Light24)
+
+
+def word_colors(labels: Iterable[Any]) -> dict[str, str]:
+    """Colour per distinct label: sorted labels take palette colours in order, cycling.
+
+    Deterministic for a given set of labels, so figures built from the same words agree.
+    """
+    palette = _palette()
+    distinct = sorted({str(label) for label in labels})
+    return {label: palette[i % len(palette)] for i, label in enumerate(distinct)}
+
+
+def title_for(model: str, layer: str, pooling: str, reduction: "str | ReductionSettings") -> str:
+    """Figure title naming model, layer, pooling and reduction, e.g.
+    ``"wav2vec2-base · layer 6 · mean pooling · t-SNE 2D (perplexity 30, seed 0)"``."""
+    red = reduction if isinstance(reduction, str) else reduction.describe()
+    layer_label = f"layer {layer}"
+    return f"{model} · {layer_label} · {pooling} pooling · {red}"
+
+
+def _marker_style(n: int, three_d: bool) -> dict[str, Any]:
+    """Marker size/opacity that keep 100 points visible and 5000 points uncluttered."""
+    if n <= 200:
+        size, opacity = 9.0, 0.9
+    elif n <= 1000:
+        size, opacity = 7.0, 0.8
+    elif n <= 3000:
+        size, opacity = 5.0, 0.7
+    else:
+        size, opacity = 4.0, 0.6
+    if three_d:
+        size *= 0.6
+    return {"size": size, "opacity": opacity, "line": {"width": 0}}
+
+
+def _coords(coords: ArrayLike, n_expected: int | None = None) -> np.ndarray:
+    arr = np.asarray(coords, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] not in (2, 3):
+        raise ConfigError(f"coords must have shape (n, 2) or (n, 3), got {arr.shape}")
+    if n_expected is not None and arr.shape[0] != n_expected:
+        raise ConfigError(f"coords has {arr.shape[0]} rows but {n_expected} clips were given")
+    return arr
+
+
+def _column(values: Sequence[Any] | ArrayLike, n: int, name: str) -> np.ndarray:
+    arr = np.asarray([str(v) for v in values], dtype=object)
+    if arr.shape[0] != n:
+        raise ConfigError(f"{name} has {arr.shape[0]} entries but there are {n} points")
+    return arr
+
+
+_HOVER = "clip %{customdata[0]}<br>word %{customdata[1]}<br>speaker %{customdata[2]}<extra></extra>"
+
+
+def _scatter_traces(
+    coords: np.ndarray,
+    clip_ids: np.ndarray,
+    words: np.ndarray,
+    speakers: np.ndarray,
+    color_by: str,
+    colors: Mapping[str, str],
+    shown_in_legend: set[str],
+) -> list[Any]:
+    import plotly.graph_objects as go
+
+    three_d = coords.shape[1] == 3
+    groups = words if color_by == "word" else speakers
+    marker = _marker_style(coords.shape[0], three_d)
+    custom = np.column_stack([clip_ids, words, speakers])
+    traces = []
+    for label in sorted(set(groups.tolist())):
+        idx = np.flatnonzero(groups == label)
+        common = dict(
+            name=label,
+            legendgroup=label,
+            showlegend=label not in shown_in_legend,
+            mode="markers",
+            customdata=custom[idx],
+            hovertemplate=_HOVER,
+            marker={**marker, "color": colors[label]},
+        )
+        shown_in_legend.add(label)
+        if three_d:
+            traces.append(go.Scatter3d(x=coords[idx, 0], y=coords[idx, 1], z=coords[idx, 2], **common))
+        else:
+            traces.append(go.Scattergl(x=coords[idx, 0], y=coords[idx, 1], **common))
+    return traces
+
+
+def _resolve_colors(labels: Iterable[str], colors: Mapping[str, str] | None) -> dict[str, str]:
+    resolved = word_colors(labels)
+    if colors:
+        resolved.update({str(k): v for k, v in colors.items()})
+    return resolved
+
+
+def _check_color_by(color_by: str) -> None:
+    if color_by not in ("word", "speaker"):
+        raise ConfigError(f"color_by must be 'word' or 'speaker', got {color_by!r}")
+
+
+def scatter_figure(
+    coords: ArrayLike,
+    clip_ids: Sequence[Any],
+    words: Sequence[Any],
+    speakers: Sequence[Any],
+    *,
+    color_by: ColorBy = "word",
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+) -> "go.Figure":
+    """Scatter of a 2D (``Scattergl``) or 3D (``Scatter3d``) projection.
+
+    One trace per word (or speaker, with ``color_by="speaker"``); hover shows clip, word
+    and speaker; ``customdata[i] == [clip_id, word, speaker]``. Labels missing from
+    ``colors`` get :func:`word_colors` colours.
+    """
+    import plotly.graph_objects as go
+
+    _check_color_by(color_by)
+    arr = _coords(coords)
+    n = arr.shape[0]
+    ids = _column(clip_ids, n, "clip_ids")
+    w = _column(words, n, "words")
+    s = _column(speakers, n, "speakers")
+    palette = _resolve_colors(w if color_by == "word" else s, colors)
+    fig = go.Figure(_scatter_traces(arr, ids, w, s, color_by, palette, set()))
+    fig.update_layout(
+        title={"text": title},
+        legend={"title": {"text": color_by}, "itemsizing": "constant"},
+        template="plotly_white",
+        clickmode="event+select",
+        # Keeps zoom and legend toggles when the app re-renders with new data.
+        uirevision="embedviz",
+        margin={"l": 40, "r": 20, "t": 60, "b": 40},
+    )
+    if arr.shape[1] == 3:
+        fig.update_layout(scene={"xaxis_title": "dim 1", "yaxis_title": "dim 2", "zaxis_title": "dim 3"})
+    else:
+        fig.update_xaxes(title_text="dim 1")
+        # Equal units on both axes: distances in the picture are not stretched.
+        fig.update_yaxes(title_text="dim 2", scaleanchor="x", scaleratio=1)
+    return fig
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One small multiple: a projection of some clips with a title and a metrics line."""
+
+    title: str
+    coords: np.ndarray
+    clip_ids: Sequence[Any]
+    words: Sequence[Any]
+    speakers: Sequence[Any]
+    subtitle: str = ""
+
+
+def panel_subtitle(metrics: Mapping[str, Any]) -> str:
+    """``"kNN 0.83 · sil 0.21"`` from a :func:`embedviz.metrics.layer_metrics` dict."""
+    parts = []
+    for key, short in (("knn_accuracy", "kNN"), ("speaker_disjoint_knn", "spk-kNN"), ("silhouette", "sil")):
+        value = metrics.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            parts.append(f"{short} {value:.2f}")
+    return " · ".join(parts)
+
+
+def grid_figure(
+    panels: Sequence[Panel],
+    n_cols: int,
+    *,
+    color_by: ColorBy = "word",
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+) -> "go.Figure":
+    """Small multiples (e.g. layers x models) with shared colours and one legend.
+
+    All panels must be 2D, or all 3D (then each cell is its own 3D scene). Clicking a
+    legend entry hides that label in every panel.
+    """
+    from plotly.subplots import make_subplots
+
+    _check_color_by(color_by)
+    if not panels:
+        raise ConfigError("grid_figure needs at least one panel")
+    if isinstance(n_cols, bool) or not isinstance(n_cols, (int, np.integer)) or n_cols < 1:
+        raise ConfigError(f"n_cols must be an integer >= 1, got {n_cols!r}")
+    prepared = []
+    for p in panels:
+        arr = _coords(p.coords)
+        n = arr.shape[0]
+        prepared.append(
+            (arr, _column(p.clip_ids, n, "clip_ids"), _column(p.words, n, "words"), _column(p.speakers, n, "speakers"))
+        )
+    dims = {arr.shape[1] for arr, *_ in prepared}
+    if len(dims) > 1:
+        raise ConfigError("grid_figure panels must all be 2D or all 3D")
+    three_d = dims == {3}
+    n_cols = int(min(n_cols, len(panels)))
+    n_rows = math.ceil(len(panels) / n_cols)
+    all_labels: list[str] = []
+    for _, _, w, s in prepared:
+        all_labels.extend((w if color_by == "word" else s).tolist())
+    palette = _resolve_colors(all_labels, colors)
+    subplot_titles = [f"{p.title}<br><sup>{p.subtitle}</sup>" if p.subtitle else p.title for p in panels]
+    specs = [[{"type": "scene" if three_d else "xy"} for _ in range(n_cols)] for _ in range(n_rows)]
+    fig = make_subplots(
+        rows=n_rows,
+        cols=n_cols,
+        specs=specs,
+        subplot_titles=subplot_titles,
+        horizontal_spacing=0.03,
+        vertical_spacing=min(0.08, 0.3 / max(1, n_rows - 1)) if n_rows > 1 else 0.08,
+    )
+    shown: set[str] = set()
+    for i, (arr, ids, w, s) in enumerate(prepared):
+        row, col = divmod(i, n_cols)
+        for trace in _scatter_traces(arr, ids, w, s, color_by, palette, shown):
+            fig.add_trace(trace, row=row + 1, col=col + 1)
+    if not three_d:
+        # Projection axes have no units worth reading in a small multiple.
+        fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(showticklabels=False)
+    fig.update_layout(
+        title={"text": title},
+        height=60 + 300 * n_rows,
+        template="plotly_white",
+        legend={"title": {"text": color_by}, "itemsizing": "constant"},
+        clickmode="event+select",
+        uirevision="embedviz",
+        margin={"l": 20, "r": 20, "t": 80, "b": 20},
+    )
+    return fig
+
+
+def _model_colors(models: Iterable[str]) -> dict[str, str]:
+    from plotly.colors import qualitative
+
+    palette = list(qualitative.Plotly)
+    return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(models)))}
+
+
+def layer_curve_figure(
+    table: "pd.DataFrame", metric: str = "knn_accuracy", *, title: str | None = None
+) -> "go.Figure":
+    """Metric against relative depth (0 = first layer, 1 = last), one line per model.
+
+    ``table`` has columns ``layer``, ``depth`` and ``metric`` (as from
+    :func:`embedviz.metrics.metrics_table`) and optionally ``model`` (several models
+    concatenated) and ``chance`` (drawn dashed).
+    """
+    import plotly.graph_objects as go
+
+    missing = [c for c in ("layer", "depth", metric) if c not in table.columns]
+    if missing:
+        raise ConfigError(f"layer_curve_figure: table lacks column(s) {missing}")
+    data = table.copy()
+    if "model" not in data.columns:
+        data["model"] = metric
+    models = list(dict.fromkeys(data["model"].astype(str)))
+    colors = _model_colors(models)
+    label = METRIC_LABELS.get(metric, metric)
+    fig = go.Figure()
+    chance_values = data["chance"].dropna().unique() if "chance" in data.columns else np.array([])
+    shared_chance = len(chance_values) == 1
+    for model in models:
+        part = data[data["model"].astype(str) == model].sort_values("depth", kind="stable")
+        fig.add_trace(
+            go.Scatter(
+                x=part["depth"],
+                y=part[metric],
+                mode="lines+markers",
+                name=model,
+                legendgroup=model,
+                line={"color": colors[model]},
+                customdata=np.column_stack([part["layer"].astype(str), np.full(len(part), model, dtype=object)]),
+                hovertemplate=f"%{{customdata[1]}}<br>layer %{{customdata[0]}}<br>depth %{{x:.2f}}<br>{label} %{{y:.3f}}<extra></extra>",
+            )
+        )
+        if "chance" in part.columns and not shared_chance and part["chance"].notna().any():
+            fig.add_trace(
+                go.Scatter(
+                    x=part["depth"],
+                    y=part["chance"],
+                    mode="lines",
+                    name=f"chance ({model})",
+                    legendgroup=model,
+                    line={"color": colors[model], "dash": "dash", "width": 1},
+                    hovertemplate="chance %{y:.3f}<extra></extra>",
+                )
+            )
+    if shared_chance:
+        value = float(chance_values[0])
+        fig.add_trace(
+            go.Scatter(
+                x=[0.0, 1.0],
+                y=[value, value],
+                mode="lines",
+                name="chance",
+                line={"color": "grey", "dash": "dash", "width": 1},
+                hovertemplate=f"chance {value:.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title={"text": title if title is not None else f"{label} by layer"},
+        template="plotly_white",
+        xaxis={"title": {"text": "relative depth (0 = first layer, 1 = last)"}, "range": [-0.03, 1.03]},
+        yaxis={"title": {"text": label}},
+        hovermode="closest",
+    )
+    if metric in _UNIT_METRICS:
+        fig.update_yaxes(range=[0.0, 1.02])
+    return fig
+
+
+def confusion_figure(matrix: ArrayLike, labels: Sequence[Any], title: str = "") -> "go.Figure":
+    """Row-normalised confusion heatmap (rows = true word, columns = predicted), annotated.
+
+    Rows without clips show 0. Hover also gives the raw count.
+    """
+    import plotly.graph_objects as go
+
+    counts = np.asarray(matrix, dtype=np.float64)
+    names = [str(v) for v in labels]
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] != len(names):
+        raise ConfigError(f"matrix must be square with one row per label ({len(names)}), got {counts.shape}")
+    totals = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    fig = go.Figure(
+        go.Heatmap(
+            z=rates,
+            x=names,
+            y=names,
+            zmin=0.0,
+            zmax=1.0,
+            colorscale="Blues",
+            text=np.vectorize(lambda v: f"{v:.2f}".lstrip("0") if v > 0 else "")(rates),
+            texttemplate="%{text}",
+            customdata=counts.astype(np.int64),
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.2f} of row (%{customdata} clips)<extra></extra>",
+            colorbar={"title": {"text": "share"}},
+        )
+    )
+    side = max(400, 40 + 22 * len(names))
+    fig.update_layout(
+        title={"text": title},
+        template="plotly_white",
+        xaxis={"title": {"text": "predicted"}, "tickangle": -45},
+        yaxis={"title": {"text": "true"}, "autorange": "reversed"},
+        width=side + 120,
+        height=side,
+    )
+    return fig
+
+
+def cka_figure(df: "pd.DataFrame", title: str = "") -> "go.Figure":
+    """Heatmap of a :func:`embedviz.metrics.cka_matrix` table on a fixed 0..1 colour scale."""
+    import plotly.graph_objects as go
+
+    values = df.to_numpy(dtype=np.float64)
+    x = [str(c) for c in df.columns]
+    y = [str(i) for i in df.index]
+    annotate = len(x) <= 30
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=x,
+            y=y,
+            zmin=0.0,
+            zmax=1.0,
+            colorscale="Viridis",
+            texttemplate="%{z:.2f}" if annotate else None,
+            hovertemplate="%{y} vs %{x}<br>CKA %{z:.3f}<extra></extra>",
+            colorbar={"title": {"text": "linear CKA"}},
+        )
+    )
+    side = max(400, 40 + 28 * len(x))
+    fig.update_layout(
+        title={"text": title},
+        template="plotly_white",
+        yaxis={"autorange": "reversed"},
+        width=side + 120,
+        height=side,
+    )
+    return fig
+
+
+def write_html(fig: "go.Figure", path: str | Path) -> Path:
+    """Write a standalone HTML file with plotly.js inlined (opens offline). Returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(str(out), include_plotlyjs=True, full_html=True)
+    return out
+
+
+__all__ = [
+    "METRIC_LABELS",
+    "Panel",
+    "cka_figure",
+    "confusion_figure",
+    "grid_figure",
+    "layer_curve_figure",
+    "panel_subtitle",
+    "scatter_figure",
+    "title_for",
+    "word_colors",
+    "write_html",
+]

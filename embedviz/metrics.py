@@ -1,0 +1,442 @@
+"""How well a layer separates words: numbers computed in the ORIGINAL embedding space.
+
+None of these functions look at a 2D/3D picture (except :func:`trustworthiness`, which
+measures how faithful a picture is). All of them are nan-safe: they return ``nan``
+instead of raising when a number is undefined (one word only, too few clips per word,
+constant features), and cosine distances treat all-zero vectors as distance 1 from
+everything (scikit-learn's convention) instead of producing nan.
+
+Leave-one-out k-NN (:func:`knn_accuracy`) is the headline number: for every clip, the
+``k`` nearest *other* clips vote on its word. With ``groups`` (speaker ids) neighbours
+spoken by the query's own speaker are not allowed to vote, which removes the easy
+"same voice, same recording conditions" shortcut.
+
+scikit-learn is imported lazily inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from embedviz.errors import ConfigError
+from embedviz.progress import ProgressCallback, ProgressReporter
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
+log = logging.getLogger(__name__)
+
+NAN = float("nan")
+
+#: Column order of :func:`metrics_table` after ``layer`` (and ``model`` when given).
+METRIC_COLUMNS: tuple[str, ...] = (
+    "depth",
+    "knn_accuracy",
+    "speaker_disjoint_knn",
+    "silhouette",
+    "probe_accuracy",
+    "chance",
+    "n_clips",
+    "n_words",
+)
+
+# Memory (MB) for one chunk of the pairwise distance matrix in k-NN.
+_WORKING_MEMORY_MB = 64
+
+
+def _matrix(X: ArrayLike, name: str = "X") -> np.ndarray:
+    arr = np.asarray(X, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ConfigError(f"{name} must be a 2-D array (clips x features), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _labels(labels: ArrayLike, n: int, name: str = "labels") -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ConfigError(f"{name} must have one entry per row ({n}), got shape {arr.shape}")
+    return arr
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def knn_predict(
+    X: ArrayLike,
+    labels: ArrayLike,
+    k: int = 5,
+    metric: str = "cosine",
+    groups: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out k-NN predictions.
+
+    For each row, its ``k`` nearest other rows (by index: duplicates of a point still
+    count as neighbours) vote; the most frequent label wins and a tie goes to the tied
+    label whose member is nearest. With ``groups``, rows of the query's own group are not
+    candidates. Fewer than ``k`` candidates: all of them vote.
+
+    Returns:
+        ``(predictions, valid)``: predicted labels (object array) and a boolean mask of
+        rows that had at least one candidate neighbour (``predictions`` is ``None`` elsewhere).
+    """
+    from sklearn.metrics import pairwise_distances_chunked
+
+    Xf = _matrix(X)
+    n = Xf.shape[0]
+    y = _labels(labels, n)
+    k = _check_k(k)
+    g = None if groups is None else _labels(groups, n, "groups")
+    names, codes = np.unique(y, return_inverse=True)
+    n_classes = len(names)
+    predictions = np.empty(n, dtype=object)
+    valid = np.zeros(n, dtype=bool)
+    if n < 2:
+        return predictions, valid
+    if g is not None:
+        _, gcodes = np.unique(g, return_inverse=True)
+
+    kk = min(k, n - 1)
+
+    def reduce_chunk(D: np.ndarray, chunk_start: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(chunk_start, chunk_start + D.shape[0])
+        D = np.array(D, dtype=np.float64, copy=True)
+        D[np.arange(D.shape[0]), rows] = np.inf
+        if g is not None:
+            D[gcodes[rows][:, None] == gcodes[None, :]] = np.inf
+        part = np.argpartition(D, kk - 1, axis=1)[:, :kk]
+        dist = np.take_along_axis(D, part, axis=1)
+        # Distance first, then index, so equal distances resolve the same way every run.
+        order = np.lexsort((part, dist), axis=1)
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(dist, order, axis=1)
+
+    chunks = list(pairwise_distances_chunked(Xf, metric=metric, reduce_func=reduce_chunk, working_memory=_WORKING_MEMORY_MB))
+    nbrs = np.concatenate([c[0] for c in chunks])
+    dists = np.concatenate([c[1] for c in chunks])
+    for i in range(n):
+        usable = np.isfinite(dists[i])
+        if not usable.any():
+            continue
+        votes = codes[nbrs[i][usable]]
+        counts = np.bincount(votes, minlength=n_classes)
+        top = counts.max()
+        # Neighbours are sorted nearest first: the first voter from a tied class wins.
+        winner = next(v for v in votes if counts[v] == top)
+        predictions[i] = names[winner]
+        valid[i] = True
+    return predictions, valid
+
+
+def knn_accuracy(
+    X: ArrayLike,
+    labels: ArrayLike,
+    k: int = 5,
+    metric: str = "cosine",
+    groups: ArrayLike | None = None,
+) -> float:
+    """Leave-one-out k-NN word accuracy in ``[0, 1]`` (see :func:`knn_predict`).
+
+    Args:
+        X: ``(n, d)`` embeddings.
+        labels: ``(n,)`` word of each row.
+        k: neighbours that vote.
+        metric: any scikit-learn pairwise metric; ``"cosine"`` by default.
+        groups: optional ``(n,)`` speaker of each row; same-speaker neighbours are excluded.
+
+    Returns:
+        Fraction of rows whose prediction is right, over rows that had a candidate
+        neighbour; ``nan`` if there are fewer than 2 rows or no row had one.
+    """
+    y = np.asarray(labels)
+    predictions, valid = knn_predict(X, y, k=k, metric=metric, groups=groups)
+    if not valid.any():
+        return NAN
+    return float(np.mean(predictions[valid] == y[valid]))
+
+
+def speaker_disjoint_knn_accuracy(
+    X: ArrayLike, labels: ArrayLike, speakers: ArrayLike, k: int = 5, metric: str = "cosine"
+) -> float:
+    """k-NN word accuracy where no clip may be voted on by clips of its own speaker."""
+    return knn_accuracy(X, labels, k=k, metric=metric, groups=speakers)
+
+
+def knn_confusion(
+    X: ArrayLike, labels: ArrayLike, k: int = 5, metric: str = "cosine"
+) -> tuple[np.ndarray, list[str]]:
+    """Confusion matrix of leave-one-out k-NN predictions.
+
+    Returns:
+        ``(matrix, label_names)``: ``matrix[i, j]`` counts clips of word ``label_names[i]``
+        predicted as ``label_names[j]``; names are sorted.
+    """
+    from sklearn.metrics import confusion_matrix
+
+    y = np.asarray(labels)
+    predictions, valid = knn_predict(X, y, k=k, metric=metric)
+    names = [str(v) for v in np.unique(y)]
+    if not valid.any():
+        return np.zeros((len(names), len(names)), dtype=np.int64), names
+    matrix = confusion_matrix(
+        y[valid].astype(str), predictions[valid].astype(str), labels=names
+    )
+    return matrix.astype(np.int64), names
+
+
+def silhouette(X: ArrayLike, labels: ArrayLike, metric: str = "cosine") -> float:
+    """Mean silhouette coefficient of the word labels in ``[-1, 1]``.
+
+    ``nan`` unless there are at least 2 words and fewer words than clips (scikit-learn's
+    requirement). Words with a single clip score 0 (scikit-learn's convention).
+    """
+    from sklearn.metrics import silhouette_score
+
+    Xf = _matrix(X)
+    y = _labels(labels, Xf.shape[0])
+    n_labels = len(np.unique(y))
+    if n_labels < 2 or n_labels > Xf.shape[0] - 1:
+        return NAN
+    value = float(silhouette_score(Xf, y, metric=metric))
+    return value if math.isfinite(value) else NAN
+
+
+def probe_accuracy(X: ArrayLike, labels: ArrayLike, folds: int = 5, seed: int = 0, max_iter: int = 200) -> float:
+    """Cross-validated accuracy of a linear (logistic-regression) word probe.
+
+    Standardisation is fitted inside each training fold (a ``Pipeline``), folds are
+    ``StratifiedKFold`` shuffled with ``seed`` and clipped to the smallest word's clip
+    count. ``nan`` when fewer than 2 words or fewer than 2 clips of some word.
+
+    ``max_iter`` bounds lbfgs: on 5000 clips x 768 dims x 35 words the held-out accuracy
+    was identical after 100, 300 and 1000 iterations (1.6 s vs 4.3 s vs 11.5 s), because
+    late iterations only grow the weights of already-separated classes.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    Xf = _matrix(X)
+    y = _labels(labels, Xf.shape[0])
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
+    _, counts = np.unique(y, return_counts=True)
+    if len(counts) < 2:
+        return NAN
+    n_folds = int(min(folds, counts.min()))
+    if n_folds < 2:
+        log.info("probe_accuracy: a word has only %d clip(s); cannot cross-validate", counts.min())
+        return NAN
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # Unconverged lbfgs still gives a usable probe; the warning would only confuse.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(model, Xf, y, cv=cv, scoring="accuracy")
+    return float(np.mean(scores))
+
+
+def _centred(X: np.ndarray) -> np.ndarray:
+    return X - X.mean(axis=0, keepdims=True)
+
+
+def _cka_parts(Xc: np.ndarray, Yc: np.ndarray) -> tuple[float, float, float]:
+    """(HSIC(X,Y), HSIC(X,X), HSIC(Y,Y)) up to a common factor, cheapest form first."""
+    n, dx = Xc.shape
+    dy = Yc.shape[1]
+    if n * n * (dx + dy) < n * (dx * dy + dx * dx + dy * dy):
+        K = Xc @ Xc.T
+        L = Yc @ Yc.T
+        return float(np.sum(K * L)), float(np.sum(K * K)), float(np.sum(L * L))
+    xy = Yc.T @ Xc
+    xx = Xc.T @ Xc
+    yy = Yc.T @ Yc
+    return float(np.sum(xy * xy)), float(np.sum(xx * xx)), float(np.sum(yy * yy))
+
+
+def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
+    """Centred linear CKA (Kornblith et al., 2019) between two representations of the same rows.
+
+    ``CKA = ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` with column-centred ``Xc``,
+    ``Yc``; widths may differ. Invariant to orthogonal transforms and isotropic scaling.
+    Returns a value in ``[0, 1]``, or ``nan`` if either side is constant or ``n < 2``.
+    """
+    Xf = _matrix(X, "X")
+    Yf = _matrix(Y, "Y")
+    if Xf.shape[0] != Yf.shape[0]:
+        raise ConfigError(f"X has {Xf.shape[0]} rows and Y has {Yf.shape[0]}; CKA needs the same clips")
+    if Xf.shape[0] < 2:
+        return NAN
+    xy, xx, yy = _cka_parts(_centred(Xf), _centred(Yf))
+    denom = math.sqrt(xx) * math.sqrt(yy)
+    if not denom > 0:
+        return NAN
+    return float(min(1.0, max(0.0, xy / denom)))
+
+
+def cka_matrix(blocks: Mapping[str, ArrayLike]) -> "pd.DataFrame":
+    """Pairwise linear CKA between named representations of the same clips (symmetric).
+
+    Each block's self-similarity is computed once. Blocks at least as wide as there are
+    clips keep their ``n x n`` Gram matrix (no larger than the block itself), so pairs
+    of them cost ``O(n^2)``; other pairs use the feature-space form ``O(n dx dy)``.
+    Constant blocks give ``nan`` rows.
+    """
+    import pandas as pd
+
+    names = list(blocks)
+    centred = {name: _centred(_matrix(blocks[name], f"block {name!r}")) for name in names}
+    rows = {c.shape[0] for c in centred.values()}
+    if len(rows) > 1:
+        raise ConfigError(f"all blocks must have the same number of rows (clips), got {sorted(rows)}")
+    n = rows.pop() if rows else 0
+    grams: dict[str, np.ndarray] = {}
+    self_norm: dict[str, float] = {}
+    for name, Z in centred.items():
+        if Z.shape[1] >= n:
+            grams[name] = Z @ Z.T
+            self_norm[name] = float(np.linalg.norm(grams[name]))
+        else:
+            self_norm[name] = float(np.linalg.norm(Z.T @ Z))
+    out = np.full((len(names), len(names)), NAN)
+    if n < 2:
+        return pd.DataFrame(out, index=pd.Index(names, name="layer"), columns=pd.Index(names, name="layer"))
+    for i, a in enumerate(names):
+        for j in range(i, len(names)):
+            b = names[j]
+            denom = self_norm[a] * self_norm[b]
+            if not denom > 0:
+                continue
+            if a in grams and b in grams:
+                cross = float(np.sum(grams[a] * grams[b]))
+            else:
+                cross = float(np.sum(np.square(centred[b].T @ centred[a])))
+            out[i, j] = out[j, i] = min(1.0, max(0.0, cross / denom))
+    return pd.DataFrame(out, index=pd.Index(names, name="layer"), columns=pd.Index(names, name="layer"))
+
+
+def trustworthiness(X: ArrayLike, coords: ArrayLike, n_neighbors: int = 5, metric: str = "euclidean") -> float:
+    """How well a picture keeps original-space neighbourhoods (scikit-learn), in ``[0, 1]``.
+
+    ``n_neighbors`` is clipped below ``n / 2`` as scikit-learn requires; ``nan`` if
+    fewer than 3 points.
+    """
+    from sklearn.manifold import trustworthiness as sk_trustworthiness
+
+    Xf = _matrix(X, "X")
+    C = _matrix(coords, "coords")
+    if Xf.shape[0] != C.shape[0]:
+        raise ConfigError(f"X has {Xf.shape[0]} rows and coords has {C.shape[0]}")
+    k = min(_check_k(n_neighbors), (Xf.shape[0] - 1) // 2)
+    if k < 1:
+        return NAN
+    return float(sk_trustworthiness(Xf, C, n_neighbors=k, metric=metric))
+
+
+def chance_rate(labels: ArrayLike) -> float:
+    """Accuracy of always guessing the most frequent word (``1 / n_words`` when balanced)."""
+    y = np.asarray(labels)
+    if y.size == 0:
+        return NAN
+    _, counts = np.unique(y, return_counts=True)
+    return float(counts.max() / y.size)
+
+
+def layer_metrics(
+    X: ArrayLike,
+    words: ArrayLike,
+    speakers: ArrayLike | None = None,
+    k: int = 5,
+    seed: int = 0,
+    *,
+    metric: str = "cosine",
+    probe: bool = True,
+) -> dict[str, Any]:
+    """All separability numbers of one layer.
+
+    Returns:
+        ``knn_accuracy``, ``silhouette``, ``probe_accuracy`` (``nan`` with ``probe=False``),
+        ``speaker_disjoint_knn`` (``nan`` without speakers or when no clip has a
+        neighbour from another speaker), ``n_clips``, ``n_words`` and ``chance`` (the
+        majority-word rate, which is ``1 / n_words`` for balanced data).
+    """
+    Xf = _matrix(X)
+    y = _labels(words, Xf.shape[0], "words")
+    out: dict[str, Any] = {
+        "knn_accuracy": knn_accuracy(Xf, y, k=k, metric=metric),
+        "speaker_disjoint_knn": NAN,
+        "silhouette": silhouette(Xf, y, metric=metric),
+        "probe_accuracy": probe_accuracy(Xf, y, seed=seed) if probe else NAN,
+        "chance": chance_rate(y),
+        "n_clips": int(Xf.shape[0]),
+        "n_words": int(len(np.unique(y))),
+    }
+    if speakers is not None:
+        s = _labels(speakers, Xf.shape[0], "speakers")
+        if len(np.unique(s)) >= 2:
+            out["speaker_disjoint_knn"] = knn_accuracy(Xf, y, k=k, metric=metric, groups=s)
+    return out
+
+
+def metrics_table(
+    embeddings: Mapping[str, ArrayLike],
+    words: ArrayLike,
+    speakers: ArrayLike | None = None,
+    k: int = 5,
+    seed: int = 0,
+    *,
+    model: str | None = None,
+    metric: str = "cosine",
+    probe: bool = True,
+    progress: ProgressCallback | None = None,
+) -> "pd.DataFrame":
+    """One row of :func:`layer_metrics` per layer, in the given order.
+
+    Columns: ``layer``, then ``model`` if given, then :data:`METRIC_COLUMNS`; ``depth`` is
+    the layer's position scaled to ``0..1`` (0 for a single layer). All layers must hold
+    the same clips in the same order as ``words``/``speakers``.
+    """
+    import pandas as pd
+
+    layers = list(embeddings)
+    reporter = ProgressReporter(progress, total=len(layers), stage="metrics")
+    rows: list[dict[str, Any]] = []
+    for i, layer in enumerate(layers):
+        values = layer_metrics(embeddings[layer], words, speakers, k=k, seed=seed, metric=metric, probe=probe)
+        row: dict[str, Any] = {"layer": str(layer)}
+        if model is not None:
+            row["model"] = model
+        row["depth"] = i / (len(layers) - 1) if len(layers) > 1 else 0.0
+        row.update(values)
+        rows.append(row)
+        reporter.advance(1, f"layer {layer}")
+    columns = ["layer"] + (["model"] if model is not None else []) + list(METRIC_COLUMNS)
+    return pd.DataFrame(rows, columns=columns)
+
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "chance_rate",
+    "cka_matrix",
+    "knn_accuracy",
+    "knn_confusion",
+    "knn_predict",
+    "layer_metrics",
+    "linear_cka",
+    "metrics_table",
+    "probe_accuracy",
+    "silhouette",
+    "speaker_disjoint_knn_accuracy",
+    "trustworthiness",
+]

@@ -1,0 +1,550 @@
+"""Dimensionality reduction for pictures: PCA, t-SNE, UMAP, layer concatenation, Procrustes.
+
+Everything here only *draws* embeddings. Numbers that say how well a layer separates
+words are computed in the original space by :mod:`embedviz.metrics`, never on these
+coordinates.
+
+Heavy libraries (scikit-learn, openTSNE, umap-learn) are imported inside the functions
+that use them, so ``import embedviz.reduction`` stays fast (umap alone takes seconds to
+import because of numba).
+
+t-SNE backend
+-------------
+t-SNE runs on **openTSNE**: ``TSNEEmbedding.transform`` places new points into an
+existing map (scikit-learn's TSNE cannot), and it was faster when measured. Timings of
+one fit (seconds, best of 2) on seeded clustered data, 35 clusters x 768 dims, 2-core
+development machine, 2026-11-24 (``bench/bench_reduction.py``; full table in
+``bench/README.md``)::
+
+    backend                          n=1000   n=5000
+    PCA (reference)                    0.13     0.54
+    openTSNE Barnes-Hut, 1 thread      1.63    11.80
+    openTSNE FFT, 1 thread             6.36    11.11
+    scikit-learn Barnes-Hut, 1 thread  2.06    16.47
+    scikit-learn Barnes-Hut, 2 threads 1.51    14.5-30 (noisy)
+    UMAP (seeded, after numba warm-up) 1.24     4.01
+
+At equal threads openTSNE is 1.3x (1k) to 1.5x (5k) faster than scikit-learn. Within
+openTSNE, Barnes-Hut wins for small maps (2k: 3.7 s vs 7.2 s; 3k: 6.4 vs 8.3), the two
+meet near 4k (8.9 vs 9.0) and FFT interpolation wins from 5k on and scales as O(n); so
+2D maps use FFT from :data:`FFT_MIN_POINTS` points on. FFT only exists for 2D, so 3D
+maps always use Barnes-Hut.
+
+Determinism: openTSNE runs with ``n_jobs=1`` and ``random_state=seed``. Two threads were
+~30% faster at 1k and gave identical coordinates in our runs, but the Annoy index build
+and the parallel gradient sums carry no such guarantee, and on this 2-core machine the
+multi-threaded timings were erratic. UMAP with ``random_state`` is single-threaded by
+design. Same input + same seed -> bit-identical coordinates (tested).
+
+UMAP's numba code compiles on first use in each process: ~7 s for the exact-neighbour
+path (< 4096 points) and ~20 s more the first time the NN-descent path (>= 4096 points)
+runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+import numpy as np
+
+from embedviz.errors import ConfigError
+from embedviz.progress import ProgressCallback, ProgressReporter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from numpy.typing import ArrayLike
+
+log = logging.getLogger(__name__)
+
+Method = Literal["pca", "tsne", "umap"]
+Preprocess = Literal["none", "standardize", "sphereize"]
+
+METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
+PREPROCESSING: tuple[str, ...] = ("none", "standardize", "sphereize")
+METHOD_LABELS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+#: Smallest number of points for which a projection is attempted.
+MIN_POINTS = 3
+#: From this many points on, 2D t-SNE uses openTSNE's FFT gradient instead of Barnes-Hut
+#: (measured crossover, see the module docstring).
+FFT_MIN_POINTS = 5000
+#: Iterations of openTSNE's two optimisation phases (its defaults).
+TSNE_EARLY_ITER = 250
+TSNE_ITER = 500
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ReductionSettings:
+    """How to turn an ``(n, d)`` embedding matrix into a 2D or 3D picture.
+
+    Attributes:
+        method: ``"pca"``, ``"tsne"`` or ``"umap"``.
+        n_components: 2 or 3.
+        seed: random seed for t-SNE and UMAP (PCA is deterministic without one).
+        preprocess: applied to the rows before the method, fitted on the training points
+            and re-applied to points given to :meth:`Projection.transform`:
+            ``"none"``; ``"standardize"`` (z-score each feature; constant features stay
+            0); ``"sphereize"`` (subtract the feature means, then scale every row to unit
+            L2 norm; rows that are all zero after centring stay zero). Centring first
+            matters for transformer embeddings, which share a large common direction
+            that otherwise makes every pair of rows look alike under cosine geometry.
+            After sphereizing, Euclidean distances are monotone in cosine distance.
+        perplexity: t-SNE perplexity; clipped to ``(n - 1) / 3`` for small ``n``.
+        n_neighbors: UMAP neighbourhood size; clipped to ``n - 1`` for small ``n``.
+        min_dist: UMAP minimum distance between embedded points, in ``[0, 1]``.
+    """
+
+    method: Method = "pca"
+    n_components: Literal[2, 3] = 2
+    seed: int = 0
+    preprocess: Preprocess = "none"
+    perplexity: float = 30.0
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not _is_int(self.n_components) or self.n_components not in (2, 3):
+            raise ConfigError(f"n_components must be 2 or 3, got {self.n_components!r}")
+        if not _is_int(self.seed) or not 0 <= int(self.seed) < 2**32:
+            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if self.preprocess not in PREPROCESSING:
+            raise ConfigError(f"preprocess must be one of {PREPROCESSING}, got {self.preprocess!r}")
+        if not _is_real(self.perplexity) or not math.isfinite(self.perplexity) or self.perplexity <= 0:
+            raise ConfigError(f"perplexity must be a finite number > 0, got {self.perplexity!r}")
+        if not _is_int(self.n_neighbors) or self.n_neighbors < 2:
+            raise ConfigError(f"n_neighbors must be an integer >= 2, got {self.n_neighbors!r}")
+        if not _is_real(self.min_dist) or not 0.0 <= float(self.min_dist) <= 1.0:
+            raise ConfigError(f"min_dist must be a number in [0, 1], got {self.min_dist!r}")
+
+    def relevant(self) -> dict[str, Any]:
+        """The fields that can change the result of this method (others are ignored)."""
+        out: dict[str, Any] = {
+            "method": self.method,
+            "n_components": int(self.n_components),
+            "preprocess": self.preprocess,
+        }
+        if self.method == "tsne":
+            out.update(seed=int(self.seed), perplexity=float(self.perplexity))
+        elif self.method == "umap":
+            out.update(
+                seed=int(self.seed),
+                n_neighbors=int(self.n_neighbors),
+                min_dist=float(self.min_dist),
+            )
+        return out
+
+    def key(self) -> str:
+        """Stable 12-hex-digit hash of the result-relevant fields (a cache key).
+
+        Fields the method ignores (e.g. ``perplexity`` for PCA) are left out, so settings
+        that must give the same picture share a key.
+        """
+        payload = json.dumps(self.relevant(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:12]
+
+    def describe(self) -> str:
+        """Short human label for titles, e.g. ``"t-SNE 2D (perplexity 30, seed 0)"``."""
+        parts: list[str] = []
+        if self.method == "tsne":
+            parts += [f"perplexity {self.perplexity:g}", f"seed {self.seed}"]
+        elif self.method == "umap":
+            parts += [f"n_neighbors {self.n_neighbors}", f"min_dist {self.min_dist:g}", f"seed {self.seed}"]
+        if self.preprocess != "none":
+            parts.insert(0, self.preprocess)
+        label = f"{METHOD_LABELS[self.method]} {self.n_components}D"
+        return f"{label} ({', '.join(parts)})" if parts else label
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Preprocessor:
+    """Row preprocessing fitted on training points (means and scales)."""
+
+    kind: str
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, kind: str, X: np.ndarray) -> "_Preprocessor":
+        if kind == "none":
+            return cls(kind)
+        mean = X.mean(axis=0)
+        if kind == "standardize":
+            std = X.std(axis=0)
+            # Constant features carry no information; dividing by 1 keeps them at 0
+            # instead of producing nan.
+            std[std <= np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))] = 1.0
+            return cls(kind, mean, std)
+        return cls(kind, mean)
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        if self.kind == "none":
+            return X
+        assert self.mean is not None
+        out = X - self.mean
+        if self.kind == "standardize":
+            assert self.scale is not None
+            return out / self.scale
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        # Zero rows stay zero rather than becoming nan.
+        return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """A fitted 2D/3D projection of ``n`` points.
+
+    Attributes:
+        coords: ``(n, k)`` float32 coordinates, one row per input row.
+        settings: the settings that produced it.
+        params: the parameters actually used after clipping for small ``n`` (e.g.
+            ``perplexity``, ``n_neighbors``, ``backend``) and, for PCA,
+            ``explained_variance_ratio``.
+
+    Hold a ``Projection`` in a resource cache (it keeps the fitted model); cache
+    ``coords`` alone where values must be pickled.
+    """
+
+    coords: np.ndarray
+    settings: ReductionSettings
+    params: dict[str, Any] = field(default_factory=dict)
+    _preprocessor: _Preprocessor | None = field(default=None, repr=False)
+    _transform: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def n_points(self) -> int:
+        return int(self.coords.shape[0])
+
+    def transform(self, X_new: ArrayLike) -> np.ndarray:
+        """Place new points (same width as the training data) into this projection.
+
+        PCA projects exactly; t-SNE optimises each new point against the fixed map
+        (openTSNE ``TSNEEmbedding.transform``); UMAP uses ``UMAP.transform``. Returns
+        ``(m, k)`` float32.
+        """
+        if self._transform is None or self._preprocessor is None:
+            raise ConfigError("this Projection has no fitted model to transform with")
+        X = _as_matrix(X_new, "X_new", min_rows=1)
+        width = self.params.get("n_features")
+        if width is not None and X.shape[1] != width:
+            raise ConfigError(f"X_new has {X.shape[1]} features; the projection was fitted on {width}")
+        coords = self._transform(self._preprocessor.apply(X))
+        return np.ascontiguousarray(coords, dtype=np.float32)
+
+
+def _as_matrix(X: ArrayLike, name: str, min_rows: int = MIN_POINTS) -> np.ndarray:
+    arr = np.asarray(X, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ConfigError(f"{name} must be a 2-D array (points x features), got shape {arr.shape}")
+    if arr.shape[0] < min_rows:
+        raise ConfigError(
+            f"{name} has {arr.shape[0]} point(s); at least {min_rows} are needed "
+            f"(choose more clips or words)"
+        )
+    if arr.shape[1] < 1:
+        raise ConfigError(f"{name} has no features (shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{name} contains NaN or infinite values; cannot project it")
+    return arr
+
+
+def effective_perplexity(perplexity: float, n: int) -> float:
+    """t-SNE perplexity clipped so ``3 * perplexity`` neighbours exist among ``n`` points."""
+    return float(min(perplexity, (n - 1) / 3.0))
+
+
+def effective_n_neighbors(n_neighbors: int, n: int) -> int:
+    """UMAP ``n_neighbors`` clipped to ``n - 1`` (and at least 2)."""
+    return int(max(2, min(n_neighbors, n - 1)))
+
+
+def reduce(
+    X: ArrayLike,
+    settings: ReductionSettings | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Projection:
+    """Project the rows of ``X`` (``(n, d)``, ``n >= 3``) to ``settings.n_components`` dims.
+
+    Args:
+        X: embedding matrix, one row per clip.
+        settings: method and parameters; defaults to 2D PCA.
+        progress: optional callback; t-SNE reports every 50 iterations and can be stopped
+            (raises :class:`~embedviz.errors.Cancelled`), PCA and UMAP report start and end.
+
+    Raises:
+        ConfigError: fewer than 3 points, a non-2-D or non-finite ``X``.
+    """
+    settings = settings or ReductionSettings()
+    Xf = _as_matrix(X, "X")
+    pre = _Preprocessor.fit(settings.preprocess, Xf)
+    Xp = pre.apply(Xf)
+    n, d = Xp.shape
+    params: dict[str, Any] = {"n_points": n, "n_features": d}
+    log.debug("reduce %s on %d x %d", settings.describe(), n, d)
+    if settings.method == "pca":
+        coords, fn = _fit_pca(Xp, settings, params, progress)
+    elif settings.method == "tsne":
+        coords, fn = _fit_tsne(Xp, settings, params, progress)
+    else:
+        coords, fn = _fit_umap(Xp, settings, params, progress)
+    coords = np.ascontiguousarray(coords, dtype=np.float32)
+    return Projection(coords=coords, settings=settings, params=params, _preprocessor=pre, _transform=fn)
+
+
+def _fit_pca(
+    X: np.ndarray, settings: ReductionSettings, params: dict[str, Any], progress: ProgressCallback | None
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    from sklearn.decomposition import PCA
+
+    reporter = ProgressReporter(progress, total=1, stage="PCA")
+    reporter.report("fitting")
+    k = settings.n_components
+    n, d = X.shape
+    fitted_k = min(k, n, d)
+    # Full SVD: exact and deterministic (no randomised solver), fast enough at 5k x 768.
+    pca = PCA(n_components=fitted_k, svd_solver="full")
+    coords = pca.fit_transform(X)
+    params.update(
+        backend="sklearn.PCA",
+        explained_variance_ratio=[float(v) for v in pca.explained_variance_ratio_],
+    )
+    if fitted_k < k:
+        # Keeps the (n, k) shape contract when the data has fewer dimensions than asked.
+        log.warning("PCA: only %d component(s) exist for %d x %d data; padding with zeros", fitted_k, n, d)
+        params["padded_components"] = k - fitted_k
+
+    def pad(Z: np.ndarray) -> np.ndarray:
+        if Z.shape[1] == k:
+            return Z
+        return np.hstack([Z, np.zeros((Z.shape[0], k - Z.shape[1]))])
+
+    reporter.advance(1, "done")
+    return pad(coords), lambda Z: pad(pca.transform(Z))
+
+
+def _fit_tsne(
+    X: np.ndarray, settings: ReductionSettings, params: dict[str, Any], progress: ProgressCallback | None
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    from openTSNE import TSNE
+
+    n = X.shape[0]
+    perplexity = effective_perplexity(settings.perplexity, n)
+    if perplexity < settings.perplexity:
+        log.info("t-SNE: perplexity %.3g clipped to %.3g for %d points", settings.perplexity, perplexity, n)
+    gradient = "fft" if settings.n_components == 2 and n >= FFT_MIN_POINTS else "bh"
+    params.update(backend=f"openTSNE-{gradient}", perplexity=perplexity)
+
+    reporter = ProgressReporter(progress, total=TSNE_EARLY_ITER + TSNE_ITER, stage="t-SNE")
+    reporter.report("neighbours")
+    phase_offset = {"value": 0}
+
+    def callback(iteration: int, error: float, embedding: np.ndarray) -> bool:
+        reporter.done = phase_offset["value"] + iteration
+        reporter.report(f"KL {error:.3f}")  # raises Cancelled when asked to stop
+        return False
+
+    tsne = TSNE(
+        n_components=settings.n_components,
+        perplexity=perplexity,
+        early_exaggeration_iter=TSNE_EARLY_ITER,
+        n_iter=TSNE_ITER,
+        initialization="pca",
+        negative_gradient_method=gradient,
+        n_jobs=1,
+        random_state=int(settings.seed),
+        callbacks=callback if progress is not None else None,
+        callbacks_every_iters=50,
+        verbose=False,
+    )
+    # openTSNE optimises in two phases; the callback sees iterations per phase.
+    embedding = _run_tsne(tsne, X, phase_offset)
+    # The callback belongs to this fit; transform() must not report into it.
+    embedding.gradient_descent_params["callbacks"] = None
+    # TSNEEmbedding.transform re-centres the map on its bounding-box centre in place;
+    # doing it now keeps `coords` and later transformed points in the same frame.
+    embedding -= (np.max(embedding, axis=0) + np.min(embedding, axis=0)) / 2
+    reporter.done = reporter.total
+    reporter.report("done")
+    coords = np.array(embedding, dtype=np.float64)
+    # openTSNE's transform defaults (perplexity 5, k 25) assume a large map.
+    new_perplexity = float(min(5.0, (n - 1) / 3.0))
+    k_init = int(min(25, n))
+
+    def transform(Z: np.ndarray) -> np.ndarray:
+        return np.asarray(embedding.transform(Z, perplexity=new_perplexity, k=k_init))
+
+    return coords, transform
+
+
+def _run_tsne(tsne: Any, X: np.ndarray, phase_offset: dict[str, int]) -> Any:
+    """Fit like ``TSNE.fit`` but tell the progress callback which phase is running."""
+    embedding = tsne.prepare_initial(X)
+    embedding.optimize(
+        n_iter=tsne.early_exaggeration_iter,
+        exaggeration=tsne.early_exaggeration,
+        momentum=tsne.initial_momentum,
+        inplace=True,
+        propagate_exception=True,
+    )
+    phase_offset["value"] = tsne.early_exaggeration_iter
+    embedding.optimize(
+        n_iter=tsne.n_iter,
+        exaggeration=tsne.exaggeration,
+        momentum=tsne.final_momentum,
+        inplace=True,
+        propagate_exception=True,
+    )
+    return embedding
+
+
+def _fit_umap(
+    X: np.ndarray, settings: ReductionSettings, params: dict[str, Any], progress: ProgressCallback | None
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    import warnings
+
+    with warnings.catch_warnings():
+        # umap announces that optional TensorFlow (ParametricUMAP) is missing.
+        warnings.simplefilter("ignore", ImportWarning)
+        import umap
+
+    n = X.shape[0]
+    n_neighbors = effective_n_neighbors(settings.n_neighbors, n)
+    if n_neighbors < settings.n_neighbors:
+        log.info("UMAP: n_neighbors %d clipped to %d for %d points", settings.n_neighbors, n_neighbors, n)
+    # The spectral initialisation needs more points than dimensions + 1; tiny sets use
+    # a seeded random start instead.
+    init = "spectral" if n > settings.n_components + 2 else "random"
+    params.update(backend="umap-learn", n_neighbors=n_neighbors, init=init)
+    reporter = ProgressReporter(progress, total=1, stage="UMAP")
+    reporter.report("fitting")
+    model = umap.UMAP(
+        n_components=settings.n_components,
+        n_neighbors=n_neighbors,
+        min_dist=float(settings.min_dist),
+        init=init,
+        random_state=int(settings.seed),
+        n_jobs=1,  # random_state forces this anyway; saying so avoids umap's warning
+        transform_seed=int(settings.seed),
+    )
+    with warnings.catch_warnings():
+        # Small or well-clustered data make umap (and the scikit-learn spectral init it
+        # calls) warn about disconnected graphs; the layout is still valid and the
+        # warning means nothing to a user.
+        _ignore_umap_warnings(warnings)
+        coords = model.fit_transform(X)
+    reporter.advance(1, "done")
+
+    def transform(Z: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            _ignore_umap_warnings(warnings)
+            return np.asarray(model.transform(Z))
+
+    return np.asarray(coords, dtype=np.float64), transform
+
+
+def _ignore_umap_warnings(warnings: Any) -> None:
+    warnings.filterwarnings("ignore", category=UserWarning, module="umap")
+    warnings.filterwarnings("ignore", message="Graph is not fully connected", category=UserWarning)
+
+
+def concatenate_layers(blocks: Sequence[ArrayLike]) -> np.ndarray:
+    """Join several layers' ``(n, d_i)`` embeddings of the same clips side by side.
+
+    Each block is z-scored per feature and then divided by ``sqrt(d_i)``, so every block
+    has total variance 1 (constant features contribute 0) and no layer dominates the
+    distances by its scale or by its width. Returns ``(n, sum(d_i))`` float32.
+
+    Raises:
+        ConfigError: no blocks, a block that is not 2-D, differing row counts or non-finite values.
+    """
+    if len(blocks) == 0:
+        raise ConfigError("concatenate_layers needs at least one layer block, got none")
+    arrays = [np.asarray(b, dtype=np.float64) for b in blocks]
+    n = arrays[0].shape[0] if arrays[0].ndim == 2 else -1
+    out: list[np.ndarray] = []
+    for i, arr in enumerate(arrays):
+        if arr.ndim != 2 or arr.shape[1] < 1:
+            raise ConfigError(f"layer block {i} must be 2-D (clips x features), got shape {arr.shape}")
+        if arr.shape[0] != n:
+            raise ConfigError(f"layer block {i} has {arr.shape[0]} rows; block 0 has {n} (must be the same clips)")
+        if not np.isfinite(arr).all():
+            raise ConfigError(f"layer block {i} contains NaN or infinite values")
+        mean = arr.mean(axis=0)
+        std = arr.std(axis=0)
+        z = np.divide(arr - mean, std, out=np.zeros_like(arr), where=std > 0)
+        out.append(z / math.sqrt(arr.shape[1]))
+    return np.hstack(out).astype(np.float32)
+
+
+def align_procrustes(coords_list: Sequence[ArrayLike], *, scale: bool = False) -> list[np.ndarray]:
+    """Align a sequence of projections of the same clips so clusters stay in place.
+
+    Panel 0 is kept as is. Each later panel is centred, rotated/reflected with
+    orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``) onto the already
+    aligned previous panel, and moved to that panel's centroid. By default each panel
+    keeps its own scale, so within-panel distances stay as the method produced them;
+    with ``scale=True`` the least-squares isotropic scale is applied as well.
+
+    Args:
+        coords_list: ``(n, k)`` arrays; row ``i`` is the same clip in every panel.
+
+    Returns:
+        Aligned ``(n, k)`` float32 arrays, in the same order.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    if len(coords_list) == 0:
+        return []
+    panels = [np.asarray(c, dtype=np.float64) for c in coords_list]
+    shape = panels[0].shape
+    for i, p in enumerate(panels):
+        if p.ndim != 2 or p.shape != shape:
+            raise ConfigError(f"panel {i} has shape {p.shape}; all panels must share shape {shape}")
+        if not np.isfinite(p).all():
+            raise ConfigError(f"panel {i} contains NaN or infinite coordinates")
+    aligned = [panels[0]]
+    for p in panels[1:]:
+        ref = aligned[-1]
+        ref_mean = ref.mean(axis=0)
+        p_mean = p.mean(axis=0)
+        A = ref - ref_mean
+        B = p - p_mean
+        if not np.any(B):
+            aligned.append(np.broadcast_to(ref_mean, p.shape).copy())
+            continue
+        R, sigma = orthogonal_procrustes(B, A)
+        s = sigma / float(np.sum(B * B)) if scale else 1.0
+        aligned.append(s * (B @ R) + ref_mean)
+    return [a.astype(np.float32) for a in aligned]
+
+
+__all__ = [
+    "FFT_MIN_POINTS",
+    "METHODS",
+    "MIN_POINTS",
+    "PREPROCESSING",
+    "Projection",
+    "ReductionSettings",
+    "align_procrustes",
+    "concatenate_layers",
+    "effective_n_neighbors",
+    "effective_perplexity",
+    "reduce",
+]

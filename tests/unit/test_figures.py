@@ -1,0 +1,195 @@
+"""Tests for embedviz.figures: trace structure, clip ids, colours, HTML export."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from embedviz.errors import ConfigError
+from embedviz.figures import (
+    Panel,
+    cka_figure,
+    confusion_figure,
+    grid_figure,
+    layer_curve_figure,
+    panel_subtitle,
+    scatter_figure,
+    title_for,
+    word_colors,
+    write_html,
+)
+from embedviz.reduction import ReductionSettings
+
+WORDS = ["yes", "no", "up", "down"]
+
+
+def sample(n: int = 40, k: int = 2, seed: int = 0) -> tuple[np.ndarray, list[str], list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    coords = rng.normal(size=(n, k))
+    words = [WORDS[i] for i in rng.integers(0, len(WORDS), size=n)]
+    speakers = [f"spk{i % 3}" for i in range(n)]
+    clip_ids = [f"clip-{i:03d}" for i in range(n)]
+    return coords, clip_ids, words, speakers
+
+
+def points_by_clip(fig: go.Figure) -> dict[str, tuple[float, ...]]:
+    """clip id -> plotted coordinates, read back from every trace's customdata."""
+    out: dict[str, tuple[float, ...]] = {}
+    for trace in fig.data:
+        zs = trace.z if isinstance(trace, go.Scatter3d) else [None] * len(trace.x)
+        for custom, x, y, z in zip(trace.customdata, trace.x, trace.y, zs):
+            out[custom[0]] = (x, y) if z is None else (x, y, z)
+    return out
+
+
+def test_word_colors_are_stable_and_distinct() -> None:
+    a = word_colors(["yes", "no", "yes", "up"])
+    b = word_colors(["up", "no", "yes"])
+    assert a == b
+    assert set(a) == {"yes", "no", "up"}
+    many = word_colors([f"w{i:02d}" for i in range(35)])
+    assert len(set(many.values())) == 35  # Speech Commands' 35 words never share a colour
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_scatter_has_one_trace_per_word_and_carries_clip_ids(k: int) -> None:
+    coords, clip_ids, words, speakers = sample(k=k)
+    fig = scatter_figure(coords, clip_ids, words, speakers, title="t")
+    expected = go.Scatter3d if k == 3 else go.Scattergl
+    assert all(isinstance(t, expected) for t in fig.data)
+    assert sorted(t.name for t in fig.data) == sorted(set(words))
+    assert sum(len(t.x) for t in fig.data) == len(clip_ids)
+    placed = points_by_clip(fig)
+    assert set(placed) == set(clip_ids)
+    for i, cid in enumerate(clip_ids):
+        np.testing.assert_allclose(placed[cid], coords[i])
+    for trace in fig.data:
+        assert all(custom[1] == trace.name for custom in trace.customdata)
+        assert "clip" in trace.hovertemplate and "speaker" in trace.hovertemplate
+    assert fig.layout.title.text == "t"
+
+
+def test_scatter_by_speaker_and_bad_inputs() -> None:
+    coords, clip_ids, words, speakers = sample()
+    fig = scatter_figure(coords, clip_ids, words, speakers, color_by="speaker")
+    assert sorted(t.name for t in fig.data) == ["spk0", "spk1", "spk2"]
+    with pytest.raises(ConfigError, match="color_by"):
+        scatter_figure(coords, clip_ids, words, speakers, color_by="model")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="clip_ids"):
+        scatter_figure(coords, clip_ids[:-1], words, speakers)
+    with pytest.raises(ConfigError, match="shape"):
+        scatter_figure(np.ones((40, 4)), clip_ids, words, speakers)
+
+
+def test_marker_size_shrinks_for_many_points() -> None:
+    small = scatter_figure(*sample(n=100))
+    large = scatter_figure(*sample(n=5000))
+    assert large.data[0].marker.size < small.data[0].marker.size
+    assert large.data[0].marker.opacity < small.data[0].marker.opacity
+
+
+def test_same_word_same_colour_across_figures() -> None:
+    coords, clip_ids, words, speakers = sample()
+    fig_a = scatter_figure(coords, clip_ids, words, speakers)
+    fig_b = scatter_figure(coords[::-1], clip_ids[::-1], words[::-1], speakers[::-1])
+    grid = grid_figure([Panel("a", coords, clip_ids, words, speakers), Panel("b", coords, clip_ids, words, speakers)], 2)
+    colours = lambda fig: {t.name: t.marker.color for t in fig.data}  # noqa: E731
+    assert colours(fig_a) == colours(fig_b) == colours(grid) == word_colors(words)
+    # A shared mapping keeps colours when a figure shows only some of the words.
+    full = word_colors(WORDS)
+    subset = [i for i, w in enumerate(words) if w in ("up", "yes")]
+    fig_c = scatter_figure(coords[subset], [clip_ids[i] for i in subset], [words[i] for i in subset],
+                           [speakers[i] for i in subset], colors=full)
+    assert colours(fig_c) == {w: full[w] for w in ("up", "yes")}
+
+
+def test_grid_shows_each_word_once_in_the_legend() -> None:
+    panels = []
+    for layer in range(5):
+        coords, clip_ids, words, speakers = sample(seed=layer)
+        panels.append(Panel(f"layer {layer}", coords, clip_ids, words, speakers, subtitle="kNN 0.83 · sil 0.21"))
+    fig = grid_figure(panels, n_cols=3, title="grid")
+    legend_names = [t.name for t in fig.data if t.showlegend]
+    assert sorted(legend_names) == sorted(WORDS)
+    assert all(t.legendgroup == t.name for t in fig.data)
+    titles = [a.text for a in fig.layout.annotations]
+    assert any("layer 4" in t and "kNN 0.83" in t for t in titles)
+    # 5 panels on 3 columns: 2 rows of subplots.
+    layout = fig.layout.to_plotly_json()
+    assert "xaxis6" in layout and "xaxis7" not in layout
+    assert {t.xaxis for t in fig.data} == {"x", "x2", "x3", "x4", "x5"}
+
+
+def test_grid_3d_uses_scenes_and_rejects_mixed_dims() -> None:
+    p3 = [Panel(f"p{i}", *sample(k=3, seed=i)) for i in range(2)]
+    fig = grid_figure(p3, n_cols=2)
+    assert all(isinstance(t, go.Scatter3d) for t in fig.data)
+    assert {t.scene for t in fig.data} == {"scene", "scene2"}
+    with pytest.raises(ConfigError, match="2D or all 3D"):
+        grid_figure([Panel("a", *sample(k=2)), Panel("b", *sample(k=3))], 2)
+    with pytest.raises(ConfigError):
+        grid_figure([], 2)
+
+
+def test_layer_curve_one_line_per_model_and_chance() -> None:
+    rows = []
+    for model, n_layers in (("wav2vec2", 5), ("whisper", 3)):
+        for i in range(n_layers):
+            rows.append({"model": model, "layer": str(i), "depth": i / (n_layers - 1),
+                         "knn_accuracy": 0.2 + 0.1 * i, "chance": 0.1})
+    table = pd.DataFrame(rows)
+    fig = layer_curve_figure(table)
+    lines = [t for t in fig.data if t.name in ("wav2vec2", "whisper")]
+    assert len(lines) == 2
+    w2v = next(t for t in lines if t.name == "wav2vec2")
+    np.testing.assert_allclose(w2v.x, [0, 0.25, 0.5, 0.75, 1.0])
+    assert [c[0] for c in w2v.customdata] == ["0", "1", "2", "3", "4"]
+    assert "markers" in w2v.mode
+    chance = [t for t in fig.data if t.name == "chance"]
+    assert len(chance) == 1 and chance[0].line.dash == "dash"
+    assert list(chance[0].y) == [0.1, 0.1]
+    no_chance = layer_curve_figure(table.drop(columns="chance"), metric="knn_accuracy")
+    assert all(t.name != "chance" for t in no_chance.data)
+    with pytest.raises(ConfigError, match="silhouette"):
+        layer_curve_figure(table, metric="silhouette")
+
+
+def test_confusion_figure_is_row_normalised() -> None:
+    matrix = np.array([[8, 2, 0], [0, 0, 0], [1, 1, 2]])
+    fig = confusion_figure(matrix, ["a", "b", "c"], title="conf")
+    z = np.asarray(fig.data[0].z)
+    np.testing.assert_allclose(z.sum(axis=1), [1.0, 0.0, 1.0])
+    assert z[0, 0] == pytest.approx(0.8)
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1
+    assert np.asarray(fig.data[0].customdata)[0, 1] == 2
+    with pytest.raises(ConfigError):
+        confusion_figure(np.ones((2, 3)), ["a", "b"])
+
+
+def test_cka_figure_fixed_scale() -> None:
+    df = pd.DataFrame([[1.0, 0.4], [0.4, 1.0]], index=["0", "1"], columns=["0", "1"])
+    fig = cka_figure(df, "CKA")
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1
+    assert list(fig.data[0].x) == ["0", "1"]
+
+
+def test_titles_name_model_layer_pooling_and_reduction() -> None:
+    title = title_for("wav2vec2-base", "6", "mean", ReductionSettings(method="tsne", perplexity=20, seed=2))
+    for part in ("wav2vec2-base", "layer 6", "mean", "t-SNE", "perplexity 20", "seed 2"):
+        assert part in title
+    assert "UMAP" in title_for("m", "z", "max", "UMAP")
+    assert panel_subtitle({"knn_accuracy": 0.834, "silhouette": 0.2104, "speaker_disjoint_knn": float("nan")}) == "kNN 0.83 · sil 0.21"
+
+
+def test_write_html_is_standalone(tmp_path: Path) -> None:
+    fig = scatter_figure(*sample())
+    out = write_html(fig, tmp_path / "sub" / "fig.html")
+    text = out.read_text(encoding="utf-8")
+    assert re.search(r"plotly\.js v\d", text)  # the library itself is inlined
+    assert not re.search(r"<script[^>]+src=", text)  # nothing is fetched from a CDN
+    assert "clip-000" in text
