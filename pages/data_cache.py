@@ -1,0 +1,181 @@
+"""Data & cache: the dataset (words, speakers, durations), switching datasets, and the
+embedding store (what is stored, how big, delete)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from embedviz.datasets import demo_root
+from embedviz.errors import EmbedvizError
+from embedviz.settings import data_roots
+from embedviz.viewstate import ViewSettings, check_dataset_path
+from ui import cached, state, widgets
+
+state.ensure_routed()  # must run before anything is drawn
+
+PENDING_DELETE = "_dc_pending_delete"
+FLASH = "_dc_flash"
+OPENED = "_dc_opened"
+
+nav = widgets.nav_slot()
+view = state.view_or_error()
+if view is None:
+    widgets.sidebar(ViewSettings(), nav)
+    st.stop()
+view, words_df = widgets.open_view_dataset(view)
+
+st.title("Data & cache")
+state.show_warnings()
+
+# ---------------------------------------------------------------------- dataset
+with st.container(border=True):
+    st.subheader("Dataset")
+    if words_df is not None:
+        m = cached.manifest(view.dataset)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Words", len(words_df))
+        c2.metric("Clips", len(m))
+        c3.metric("Speakers", m["speaker"].nunique())
+        unreadable = int(m["duration"].isna().sum())
+        c4.metric("Unreadable clips", unreadable, help="Listed but cannot be decoded; extraction skips them.")
+        st.caption(f"Folder: `{demo_root() if not view.dataset else view.dataset}`")
+        left, right = st.columns([2, 3], gap="medium")
+        with left:
+            st.dataframe(
+                words_df,
+                hide_index=True,
+                height=320,
+                column_config={"word": "word", "clips": "clips", "speakers": "speakers"},
+            )
+        with right:
+            import plotly.graph_objects as go
+
+            durations = m["duration"].dropna()
+            if durations.nunique() <= 1:
+                # A histogram of one value is a single wide bar that says nothing.
+                st.markdown("**Clip durations**")
+                st.write(
+                    f"Every readable clip lasts {durations.iloc[0]:.2f} s." if len(durations) else "No readable clips."
+                )
+            else:
+                fig = go.Figure(go.Histogram(x=durations, nbinsx=30, marker={"color": "#4338ca"}))
+                fig.update_layout(
+                    title={"text": "Clip durations"},
+                    template="plotly_white",
+                    height=320,
+                    xaxis={"title": {"text": "seconds"}},
+                    yaxis={"title": {"text": "clips"}},
+                    margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                    bargap=0.05,
+                )
+                st.plotly_chart(fig, key="dc_durations", config={"displaylogo": False})
+
+    st.markdown("##### Open another dataset")
+    roots = data_roots()
+    st.caption(
+        "A folder laid out like Speech Commands (`<root>/<word>/<speaker>_nohash_<n>.wav`), inside one of the "
+        "configured data roots (EMBEDVIZ_DATA_ROOTS): "
+        + (", ".join(f"`{r}`" for r in roots) if roots else "none configured, so only the bundled demo is allowed")
+        + "."
+    )
+    with st.form("dc_open", border=False):
+        path = st.text_input(
+            "Dataset folder", value=view.dataset, key="dc_path", placeholder="/absolute/path/to/speech_commands"
+        )
+        c1, c2 = st.columns([1, 5])
+        open_clicked = c1.form_submit_button("Open", type="primary")
+        demo_clicked = c2.form_submit_button("Use the bundled demo")
+    if OPENED in st.session_state:
+        st.success(st.session_state.pop(OPENED))
+    if demo_clicked:
+        # Redraw the page for the new dataset (the summary above was drawn for the old one).
+        state.commit(view.replace(dataset="", words=(), clip=""))
+        st.session_state[OPENED] = "Using the bundled demo dataset."
+        st.rerun()
+    elif open_clicked:
+        raw = (path or "").strip()
+        checked, why = check_dataset_path(raw, roots, demo_root()) if raw else (None, "no folder given")
+        if checked is None:
+            st.error(f"Cannot use {raw or 'this'} as a dataset: {why}.")
+        else:
+            try:
+                new_words = cached.words_table(checked)
+            except EmbedvizError as error:
+                st.error(f"Cannot use {raw} as a dataset: {error}")
+            else:
+                # Words are the new dataset's (the defaults); the old ones may not exist there.
+                state.commit(view.replace(dataset=checked, words=(), clip=""))
+                st.session_state[OPENED] = (
+                    f"Opened {widgets.dataset_label(checked)}: {len(new_words)} words. Explore now uses it."
+                )
+                st.rerun()
+
+# ---------------------------------------------------------------------- store
+with st.container(border=True):
+    st.subheader("Stored embeddings")
+    root = cached.store_root()
+    st.caption(
+        f"Store folder: `{root}` (set EMBEDVIZ_CACHE to move it). Every layer and pooling of a clip is "
+        "stored once per model and options; nothing stored is ever recomputed."
+    )
+    try:
+        entries = cached.store_entries(str(root))
+    except (EmbedvizError, OSError) as error:
+        st.error(f"The embedding store cannot be read: {error}")
+        entries = pd.DataFrame()
+    if entries.empty:
+        if FLASH in st.session_state:
+            st.success(st.session_state.pop(FLASH))
+        st.info("Nothing stored yet: press Extract on the Explore page.")
+    else:
+        shown = entries.assign(
+            size=entries["bytes"].map(widgets.human_bytes),
+            model=entries["model"].map(cached.model_label),
+        )[["model", "options", "clips", "layers", "size", "current", "entry"]]
+        st.caption(f"{len(entries)} entries, {widgets.human_bytes(float(entries['bytes'].sum()))} in total.")
+        st.dataframe(shown, hide_index=True, key="dc_entries")
+        labels = {
+            row["entry"]: f"{cached.model_label(row['model'])} · {row['clips']} clips · "
+            f"{widgets.human_bytes(row['bytes'])} · {row['entry'][:8]}"
+            for row in entries.to_dict("records")
+        }
+        chosen = st.multiselect(
+            "Entries to delete",
+            list(labels),
+            key="dc_chosen",
+            format_func=labels.get,
+            placeholder="Choose stored entries",
+        )
+        if FLASH in st.session_state:
+            st.success(st.session_state.pop(FLASH))
+        if st.button("Delete…", disabled=not chosen, key="dc_delete", icon=":material/delete:"):
+            st.session_state[PENDING_DELETE] = chosen
+        pending = [e for e in st.session_state.get(PENDING_DELETE, []) if e in set(entries["entry"])]
+        if pending:
+            size = float(entries[entries["entry"].isin(pending)]["bytes"].sum())
+            st.warning(
+                f"Delete {len(pending)} stored entr{'y' if len(pending) == 1 else 'ies'} "
+                f"({widgets.human_bytes(size)})? Plots that need them will ask to extract again."
+            )
+            c1, c2 = st.columns([1, 5])
+            if c1.button("Yes, delete", type="primary", key="dc_confirm"):
+                store = cached.get_store()
+                try:
+                    for entry in pending:
+                        store.delete(entry)
+                except EmbedvizError as error:
+                    st.error(str(error))
+                else:
+                    st.session_state[FLASH] = (
+                        f"Deleted {len(pending)} stored entr{'y' if len(pending) == 1 else 'ies'}."
+                    )
+                st.session_state.pop(PENDING_DELETE, None)
+                cached.store_entries.clear()
+                st.rerun()
+            if c2.button("Cancel", key="dc_cancel"):
+                st.session_state.pop(PENDING_DELETE, None)
+                st.rerun()
+
+state.commit(view)
+widgets.sidebar(view, nav)

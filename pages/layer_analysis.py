@@ -1,0 +1,223 @@
+"""Layer analysis: which layers and models separate the chosen words best, in numbers.
+
+Uses the models, words and clips chosen on Explore (the same URL state) and every layer
+of each model. All numbers are computed in the original embedding space from the store;
+nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from embedviz.errors import EmbedvizError
+from embedviz.viewstate import ANALYSIS_METRICS, ViewSettings
+from ui import cached, state, widgets
+
+state.ensure_routed()  # must run before anything is drawn
+
+METRIC_NAMES = {
+    "knn_accuracy": "k-NN accuracy",
+    "speaker_disjoint_knn": "speaker-disjoint k-NN",
+    "silhouette": "silhouette",
+    "probe_accuracy": "linear probe",
+}
+
+nav = widgets.nav_slot()
+view = state.view_or_error()
+if view is None:
+    widgets.sidebar(ViewSettings(), nav)
+    st.stop()
+view, words_df = widgets.open_view_dataset(view)
+if words_df is None:
+    widgets.sidebar(view, nav)
+    st.stop()
+
+st.title("Layer analysis")
+st.caption(
+    "How well each layer separates the chosen words, measured in the original embedding space "
+    "(cosine distance), for every layer of the models chosen on Explore."
+)
+state.show_warnings()
+
+words = tuple(view.words)
+common = (view.dataset, words, view.samples, view.seed)
+st.markdown(
+    f"**{len(view.models)} model(s)** · words {', '.join(words) or '—'} · {view.samples} clips per word · "
+    f"{view.pooling} pooling · dataset: {widgets.dataset_label(view.dataset)}"
+)
+explore_link = st.empty()  # filled at the end, so the link carries this page's final state
+
+# Models with every clip stored; the others are listed with what is missing.
+ready: dict[str, tuple[str, tuple[str, ...]]] = {}  # model -> (token, layers)
+for name in view.models:
+    try:
+        layers = cached.model_layers(name)
+        token = cached.entry_token(name, view.whisper_mode, view.init_seed)
+        missing, total = (
+            cached.missing_count(*common, name, view.whisper_mode, view.init_seed, token) if words else (0, 0)
+        )
+    except EmbedvizError as error:
+        st.error(f"{name}: {error}")
+        continue
+    if total and missing == total:
+        st.info(f"**{cached.model_label(name)}** has no stored clips for this selection yet: extract it on Explore.")
+        continue
+    if missing:
+        st.caption(f"{cached.model_label(name)}: {missing} of {total} clips are not stored; they are left out.")
+    ready[name] = (token, layers)
+
+if not words:
+    st.info("Choose words on Explore first.")
+if not ready or not words:
+    state.commit(view)
+    widgets.sidebar(view, nav)
+    explore_link.page_link(
+        widgets.EXPLORE_PAGE, label="Go to Explore", icon=":material/tune:", query_params=view.to_query_params()
+    )
+    st.stop()
+
+labels = {m: cached.model_label(m) for m in ready}
+
+# ---------------------------------------------------------------------- layer curves + table
+tables = []
+with st.spinner("Computing metrics for every layer…"):
+    for name, (token, layers) in ready.items():
+        try:
+            table = cached.analysis_table(*common, name, view.whisper_mode, view.init_seed, layers, view.pooling, token)
+        except EmbedvizError as error:
+            st.error(f"{labels[name]}: {error}")
+            continue
+        if len(table):
+            tables.append(table.assign(model=labels[name]))
+full = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+with st.container(border=True):
+    st.subheader("Separability by layer")
+    state.seed("la_metric", view.metric)
+    metric = st.segmented_control(
+        "Metric",
+        list(ANALYSIS_METRICS),
+        key="la_metric",
+        required=True,
+        format_func=METRIC_NAMES.get,
+        help="k-NN: leave-one-out 5-NN word accuracy. Speaker-disjoint: neighbours from the same speaker may not "
+        "vote. Silhouette: cluster separation (-1..1). Linear probe: 5-fold logistic-regression accuracy.",
+    )
+    view = view.replace(metric=metric)
+    if len(full):
+        from embedviz.figures import layer_curve_figure
+
+        st.plotly_chart(layer_curve_figure(full, metric), key="la_curve", config={"displaylogo": False})
+        shown = full[
+            [
+                "model",
+                "layer",
+                "knn_accuracy",
+                "speaker_disjoint_knn",
+                "silhouette",
+                "probe_accuracy",
+                "chance",
+                "n_clips",
+            ]
+        ]
+        best = [
+            part.loc[part[metric].idxmax()] for _, part in full.dropna(subset=[metric]).groupby("model", sort=False)
+        ]
+        if best:
+            st.markdown(
+                "Best layer by "
+                + METRIC_NAMES[metric]
+                + ": "
+                + "; ".join(f"**{r['model']}** layer {r['layer']} ({r[metric]:.2f})" for r in best)
+            )
+        with st.expander("Metrics table", expanded=False):
+            st.dataframe(
+                shown,
+                hide_index=True,
+                column_config={
+                    c: st.column_config.NumberColumn(format="%.3f")
+                    for c in ("knn_accuracy", "speaker_disjoint_knn", "silhouette", "probe_accuracy", "chance")
+                },
+            )
+    else:
+        st.info("No metrics: too few stored clips.")
+
+left, right = st.columns(2, gap="medium")
+
+# ---------------------------------------------------------------------- confusion matrix
+with left.container(border=True):
+    st.subheader("Confusion matrix")
+    names = list(ready)
+    cm_model_default = view.cm_model if view.cm_model in names else names[0]
+    state.seed("la_cm_model", cm_model_default, names)
+    cm_model = st.selectbox("Model", names, key="la_cm_model", format_func=labels.get)
+    cm_layers = list(ready[cm_model][1])
+    cm_layer_default = view.cm_layer if view.cm_layer in cm_layers else cm_layers[-1]
+    state.seed("la_cm_layer", cm_layer_default, cm_layers)
+    cm_layer = st.selectbox("Layer", cm_layers, key="la_cm_layer")
+    view = view.replace(cm_model=cm_model, cm_layer=cm_layer)
+    try:
+        from embedviz.figures import confusion_figure
+
+        matrix, names_cm = cached.confusion(
+            *common, cm_model, view.whisper_mode, view.init_seed, cm_layer, view.pooling, ready[cm_model][0]
+        )
+        fig = confusion_figure(matrix, names_cm, title=f"{labels[cm_model]} · layer {cm_layer} · 5-NN predictions")
+        fig.update_layout(width=None)
+        st.plotly_chart(fig, key="la_confusion", config={"displaylogo": False})
+    except EmbedvizError as error:
+        st.error(str(error))
+
+# ---------------------------------------------------------------------- CKA
+with right.container(border=True):
+    st.subheader("Layer similarity (linear CKA)")
+    modes = ["within", "across"] if len(ready) > 1 else ["within"]
+    state.seed("la_cka_mode", view.cka_mode if view.cka_mode in modes else "within", modes)
+    cka_mode = st.segmented_control(
+        "Compare",
+        modes,
+        key="la_cka_mode",
+        required=True,
+        format_func={"within": "layers of one model", "across": "two models"}.get,
+    )
+    names = list(ready)
+    chosen = [m for m in view.cka_models if m in names]
+    state.seed("la_cka_a", chosen[0] if chosen else names[0], names)
+    model_a = st.selectbox(
+        "Model" if cka_mode == "within" else "Model A (rows)", names, key="la_cka_a", format_func=labels.get
+    )
+    pair = [model_a]
+    if cka_mode == "across":
+        others = [m for m in names if m != model_a] or names
+        state.seed("la_cka_b", chosen[1] if len(chosen) > 1 and chosen[1] in others else others[0], others)
+        model_b = st.selectbox("Model B (columns)", others, key="la_cka_b", format_func=labels.get)
+        pair.append(model_b)
+    view = view.replace(cka_mode=cka_mode, cka_models=tuple(pair))
+    try:
+        from embedviz.figures import cka_figure
+
+        spec = tuple((m, ready[m][1], ready[m][0]) for m in pair)
+        df = cached.cka(*common, spec, view.whisper_mode, view.init_seed, view.pooling)
+        if df.empty:
+            st.info("Too few clips stored for every layer to compare.")
+        else:
+            fig = cka_figure(df, title=f"Linear CKA · {view.pooling} pooling")
+            # Model names on the axes: a title naming both would be cut off in a half-width panel.
+            fig.update_layout(
+                width=None,
+                xaxis={"title": {"text": labels[pair[-1]]}},
+                yaxis={"title": {"text": labels[pair[0]]}},
+            )
+            st.plotly_chart(fig, key="la_cka", config={"displaylogo": False})
+    except EmbedvizError as error:
+        st.error(str(error))
+
+state.commit(view)
+widgets.sidebar(view, nav)
+explore_link.page_link(
+    widgets.EXPLORE_PAGE,
+    label="Change models, words or pooling on Explore",
+    icon=":material/tune:",
+    query_params=view.to_query_params(),
+)

@@ -1,0 +1,312 @@
+"""Explore page (AppTest): widgets, URL round trip, invalid URLs, extraction, cancel, clip panel."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from embedviz.viewstate import DEFAULT_MODELS
+from tests.app.conftest import new_app, no_exception, texts, wait_for_job
+
+MEL_PARAMS = {"model": "baseline:mel", "layers": "logmel,mfcc", "words": "yes,no", "n": "4"}
+
+
+def widget(at, kind: str, key: str):
+    return getattr(at, kind)(key=key)
+
+
+def test_defaults_show_every_step_and_write_the_url(env) -> None:
+    at = new_app()
+    at.run(timeout=30)
+    no_exception(at)
+    assert widget(at, "multiselect", "ex_models").value == list(DEFAULT_MODELS)
+    assert widget(at, "multiselect", "ex_layers::baseline:mel").value == ["logmel", "mfcc"]
+    assert widget(at, "multiselect", "ex_words").value == ["yes", "no", "up", "down"]
+    assert widget(at, "slider", "ex_n").value == 12
+    for key in ("ex_method", "ex_dims", "ex_pre", "ex_pool", "ex_mode", "ex_color"):
+        assert widget(at, "segmented_control", key) is not None
+    assert [b.label for b in at.button] == ["Extract"]
+    # Nothing stored yet: the page says what Extract would do, per model.
+    assert any("48 clip(s) to compute, 0 already stored" in m for m in texts(at.markdown))
+    assert at.query_params["model"] == list(DEFAULT_MODELS)
+    assert at.query_params["words"] == "yes,no,up,down"
+    assert at.query_params["n"] == "12"
+
+
+def test_url_sets_widgets_and_widget_changes_update_the_url(env) -> None:
+    at = new_app(
+        {
+            **MEL_PARAMS,
+            "method": "tsne",
+            "dims": "3",
+            "pool": "time:0.5",
+            "color": "speaker",
+            "pre": "sphereize",
+            "mode": "concatenate",
+            "seed": "7",
+        }
+    )
+    at.run()
+    no_exception(at)
+    assert not at.warning
+    assert widget(at, "multiselect", "ex_models").value == ["baseline:mel"]
+    assert widget(at, "multiselect", "ex_words").value == ["yes", "no"]
+    assert widget(at, "slider", "ex_n").value == 4
+    assert widget(at, "number_input", "ex_seed").value == 7
+    assert widget(at, "segmented_control", "ex_method").value == "tsne"
+    assert widget(at, "segmented_control", "ex_dims").value == 3
+    assert widget(at, "segmented_control", "ex_pool").value == "time"
+    assert widget(at, "slider", "ex_pool_t").value == pytest.approx(0.5)
+    assert widget(at, "segmented_control", "ex_color").value == "speaker"
+    assert widget(at, "segmented_control", "ex_pre").value == "sphereize"
+    assert widget(at, "segmented_control", "ex_mode").value == "concatenate"
+
+    widget(at, "multiselect", "ex_words").set_value(["yes", "no", "up"]).run()
+    assert at.query_params["words"] == "yes,no,up"
+    widget(at, "segmented_control", "ex_method").set_value("umap").run()
+    assert at.query_params["method"] == "umap"
+    widget(at, "multiselect", "ex_layers::baseline:mel").set_value(["mfcc"]).run()
+    assert at.query_params["layers"] == "mfcc"
+    widget(at, "segmented_control", "ex_pool").set_value("max").run()
+    assert at.query_params["pool"] == "max"
+    assert "ex_pool_t" not in [s.key for s in at.slider]
+    widget(at, "slider", "ex_n").set_value(6).run()
+    assert at.query_params["n"] == "6"
+    # The URL keeps every other setting.
+    assert at.query_params["dims"] == "3" and at.query_params["color"] == "speaker"
+    no_exception(at)
+
+
+def test_invalid_url_values_warn_and_fall_back(env) -> None:
+    at = new_app(
+        {
+            "model": ["evil/model", "/etc", "baseline:mel"],
+            "layers": ["all", "all", "logmel,nope"],
+            "words": "yes,zzz",
+            "n": "lots",
+            "data": "/etc/../root",
+            "method": "magic",
+            "dims": "7",
+            "pool": "median",
+            "bogus": "1",
+            "clip": "yes/notsampled_nohash_0.wav",
+        }
+    )
+    at.run()
+    no_exception(at)
+    warnings = " | ".join(texts(at.warning))
+    for needle in (
+        "evil/model",
+        "'/etc'",
+        "nope",
+        "zzz",
+        "lots",
+        "/etc/../root",
+        "magic",
+        "median",
+        "bogus",
+        "notsampled",
+    ):
+        assert needle in warnings, needle
+    assert widget(at, "multiselect", "ex_models").value == ["baseline:mel"]
+    assert widget(at, "multiselect", "ex_layers::baseline:mel").value == ["logmel"]
+    assert widget(at, "multiselect", "ex_words").value == ["yes"]
+    assert widget(at, "slider", "ex_n").value == 12
+    assert widget(at, "segmented_control", "ex_method").value == "pca"
+    assert widget(at, "segmented_control", "ex_dims").value == 2
+    # The URL is rewritten with the cleaned values; nothing was loaded from /etc.
+    assert at.query_params["model"] == "baseline:mel"
+    assert "data" not in at.query_params and "bogus" not in at.query_params
+
+
+def test_extract_baseline_then_plots_come_from_the_store(env) -> None:
+    at = new_app(MEL_PARAMS)
+    at.run()
+    extract = next(b for b in at.button if b.label == "Extract")
+    assert not extract.disabled
+    extract.click().run()
+    wait_for_job(at)
+    no_exception(at)
+    assert any("Extraction finished" in s for s in texts(at.success))
+    assert any("8 computed, 0 already stored" in s for s in texts(at.success))
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # logmel, mfcc
+    captions = " ".join(texts(at.caption))
+    assert captions.count("k-NN accuracy") == 2 and "silhouette" in captions
+    assert next(b for b in at.button if b.label == "Extract").disabled  # nothing left to compute
+    assert any("0 clip(s) to compute, 8 already stored" in m for m in texts(at.markdown))
+
+    # Changing pooling / projection redraws without extracting again.
+    widget(at, "segmented_control", "ex_pool").set_value("speech").run()
+    widget(at, "segmented_control", "ex_method").set_value("tsne").run()
+    no_exception(at)
+    assert "_ev_job" not in at.session_state
+    assert len(at.get("plotly_chart")) == 2
+
+    # A fresh session opening the same URL shows the plots at once.
+    again = new_app(dict(at.query_params))
+    again.run()
+    no_exception(again)
+    assert len(again.get("plotly_chart")) == 2
+
+
+def test_extract_tiny_local_model_and_show_a_clip_with_neighbours(env, local_model: Path) -> None:
+    params = {"model": str(local_model), "words": "yes,no", "n": "3"}
+    at = new_app(params)
+    at.run()
+    no_exception(at)
+    assert not at.warning, texts(at.warning)
+    layers = widget(at, "multiselect", f"ex_layers::{local_model}")
+    assert layers.value  # default layers spread over depth
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    no_exception(at)
+    assert not at.error, texts(at.error)
+    assert len(at.get("plotly_chart")) == len(layers.value)
+
+    # A clip in the URL (as a click on a point would put there) plays with its neighbours.
+    from ui import cached
+
+    sample = cached.sample("", ("yes", "no"), 3, 0)
+    clip = sample["clip_id"].iloc[0]
+    at2 = new_app({**dict(at.query_params), "clip": clip})
+    at2.run()
+    no_exception(at2)
+    assert any("Nearest neighbours" in m for m in texts(at2.markdown))
+    assert len(at2.get("audio")) == 1 + min(5, len(sample) - 1)
+    assert not at2.warning, texts(at2.warning)
+    at2.button(key="ex_clear_clip").click().run()
+    assert "clip" not in at2.query_params
+    # The list beside the plots picks a clip too (keyboard-friendly; 3D clicks vary by browser).
+    other = sample["clip_id"].iloc[1]
+    at2.selectbox(key="ex_clip").set_value(other).run()
+    assert at2.query_params["clip"] == other
+    assert any("Nearest neighbours" in m for m in texts(at2.markdown))
+
+
+class SlowExtractor:
+    """Wraps a real extractor; each forward pass waits, so a test can cancel mid-way."""
+
+    def __init__(self, inner, delay: float) -> None:
+        self.inner, self.delay, self.calls = inner, delay, 0
+        self.info = inner.info
+        self.sample_rate = inner.sample_rate
+        self.layer_names = inner.layer_names
+        self.started = threading.Event()
+
+    def extract(self, waveforms):
+        self.calls += 1
+        self.started.set()
+        time.sleep(self.delay)
+        return self.inner.extract(waveforms)
+
+
+def test_cancel_stops_after_the_batch_and_keeps_finished_work(env, monkeypatch) -> None:
+    from embedviz.models import load_extractor
+    from ui import cached
+
+    slow = SlowExtractor(load_extractor("baseline:mel"), delay=0.8)
+    monkeypatch.setattr(cached, "extractor", lambda *args, **kwargs: slow)
+    # 3 words x 8 clips = 24 clips = 3 batches of 8.
+    at = new_app({"model": "baseline:mel", "words": "yes,no,up", "n": "8"})
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    assert at.session_state["_ev_job"] is not None
+    assert slow.started.wait(10)
+    at.run()
+    cancel = at.button(key="ex_cancel")
+    assert cancel.label == "Cancel"
+    cancel.click().run()
+    wait_for_job(at)
+    no_exception(at)
+    report = " ".join(texts(at.warning))
+    assert "cancelled" in report
+    assert slow.calls < 3
+    computed = 8 * slow.calls
+    assert any(f"{24 - computed} clip(s) to compute, {computed} already stored" in m for m in texts(at.markdown))
+
+    # Extract again: only the rest is computed.
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    assert any(f"{24 - computed} computed, {computed} already stored" in s for s in texts(at.success))
+
+
+def test_offline_pretrained_model_says_so_and_extract_fails_cleanly(env) -> None:
+    # The test session runs with HF_HUB_OFFLINE=1 and an empty HF cache (tests/conftest.py).
+    at = new_app({"model": "openai/whisper-tiny", "words": "yes", "n": "2"})
+    at.run()
+    no_exception(at)
+    assert any("cannot be loaded now" in w and "HF_HUB_OFFLINE" in w for w in texts(at.warning))
+    assert widget(at, "segmented_control", "ex_whisper").value == "padded"
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    no_exception(at)
+    errors = " ".join(texts(at.error))
+    assert "whisper-tiny" in errors.lower() or "Whisper tiny" in errors
+    assert "Traceback" not in errors
+
+
+def test_broken_model_folder_and_unreadable_clips_show_clear_messages(env, local_model: Path) -> None:
+    import shutil
+
+    from embedviz.datasets import demo_root
+
+    # A dataset under the data root with one clip that cannot be decoded.
+    data = env["data"] / "mini"
+    for word in ("yes", "no"):
+        (data / word).mkdir(parents=True)
+        for clip in sorted((demo_root() / word).iterdir())[:3]:
+            shutil.copy(clip, data / word / clip.name)
+    (data / "yes" / "deadbeef_nohash_0.wav").write_bytes(b"RIFF....WAVEnot really audio")
+    # A model folder whose weights are garbage.
+    (local_model / "model.safetensors").write_bytes(b"\x00" * 64)
+
+    at = new_app({"data": str(data), "model": ["baseline:mel", str(local_model)], "words": "yes,no", "n": "4"})
+    at.run()
+    no_exception(at)
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    no_exception(at)
+    errors = " ".join(texts(at.error))
+    assert "tiny-wav2vec2" in errors and "Traceback" not in errors
+    skipped = [e for e in at.expander if "skipped" in e.label]
+    assert skipped and "1 clip(s) skipped" in skipped[0].label
+    assert "deadbeef_nohash_0.wav" in skipped[0].dataframe[0].value.to_string()
+    # The baseline still plots the 6 readable clips.
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_first_paint_does_not_import_torch(tmp_path: Path) -> None:
+    """Pages must not import torch / transformers until Extract runs (first paint < 3 s)."""
+    import os
+    import subprocess
+    import sys
+
+    app = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
+    code = (
+        "import sys, time; t = time.perf_counter();"
+        "from streamlit.testing.v1 import AppTest;"
+        f"at = AppTest.from_file({app!r}, default_timeout=30).run();"
+        "assert not at.exception, at.exception;"
+        "print('torch' in sys.modules, 'transformers' in sys.modules, round(time.perf_counter() - t, 2))"
+    )
+    env = {**os.environ, "EMBEDVIZ_CACHE": str(tmp_path / "store")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env=env)
+    torch_loaded, transformers_loaded, seconds = out.stdout.split()
+    assert (torch_loaded, transformers_loaded) == ("False", "False"), out.stdout
+
+
+def test_clearing_every_model_and_word_is_respected_in_the_session(env) -> None:
+    at = new_app(MEL_PARAMS)
+    at.run()
+    at.multiselect(key="ex_models").set_value([]).run()
+    no_exception(at)
+    assert at.multiselect(key="ex_models").value == []
+    assert any("Choose a model" in i for i in texts(at.info))
+    at.multiselect(key="ex_words").set_value([]).run()
+    at.run()
+    assert at.multiselect(key="ex_models").value == [] and at.multiselect(key="ex_words").value == []
+    assert "model" not in at.query_params

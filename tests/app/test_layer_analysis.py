@@ -1,0 +1,97 @@
+"""Layer analysis page (AppTest): needs stored embeddings, curves, table, confusion, CKA, URL state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedviz.datasets import open_dataset
+from embedviz.pipeline import extract
+from embedviz.settings import ExtractionSettings
+from embedviz.store import EmbeddingStore
+from tests.app.conftest import ANALYSIS, new_app, no_exception, page, texts
+
+WORDS = ("yes", "no", "up")
+N = 4
+
+
+def store_models(cache: Path, *models: str) -> None:
+    """Extract through the library (faster than through the UI) into the test's store."""
+    manifest = open_dataset().sample(list(WORDS), N, seed=0)
+    for model in models:
+        report = extract(manifest, ExtractionSettings(model=model), store=EmbeddingStore(cache))
+        assert report.computed == len(manifest)
+
+
+def params(*models: str, **extra: str) -> dict[str, str | list[str]]:
+    return {"model": list(models), "words": ",".join(WORDS), "n": str(N), **extra}
+
+
+def test_nothing_stored_says_where_to_extract(env) -> None:
+    at = page(new_app(params("baseline:mel")), ANALYSIS)
+    no_exception(at)
+    assert any("no stored clips" in i for i in texts(at.info))
+    assert any(link.label == "Go to Explore" for link in at.page_link)
+
+
+def test_page_links_carry_the_view_in_their_query_params(env) -> None:
+    """Streamlit's own menu drops query params on a page switch; our links keep them."""
+    at = page(new_app(params("baseline:mel", method="tsne")), ANALYSIS)
+    links = {link.label: link.proto.query_string for link in at.page_link}
+    assert {"Explore", "Layer analysis", "Data & cache"} <= set(links)
+    for label in ("Explore", "Data & cache", "Go to Explore"):
+        assert "model=baseline%3Amel" in links[label] and "method=tsne" in links[label], links[label]
+
+
+def test_widgets_figures_and_url_round_trip(env, local_model: Path) -> None:
+    store_models(env["cache"], "baseline:mel", str(local_model))
+    at = page(new_app(params("baseline:mel", str(local_model), metric="silhouette")), ANALYSIS)
+    no_exception(at)
+    assert not at.error, texts(at.error)
+    assert at.segmented_control(key="la_metric").value == "silhouette"
+    assert at.selectbox(key="la_cm_model").value == "baseline:mel"
+    assert at.selectbox(key="la_cm_layer").value == "mfcc"  # default: the last layer
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # curve, confusion, CKA
+    assert any("Best layer by silhouette" in m for m in texts(at.markdown))
+    table = at.dataframe[0].value
+    assert set(table["model"]) == {"Log-mel / MFCC baseline", "tiny-wav2vec2"}
+    assert {"knn_accuracy", "silhouette", "probe_accuracy", "speaker_disjoint_knn"} <= set(table.columns)
+
+    at.segmented_control(key="la_metric").set_value("probe_accuracy").run()
+    assert at.query_params["metric"] == "probe_accuracy"
+    at.selectbox(key="la_cm_model").set_value(str(local_model)).run()
+    no_exception(at)
+    assert at.query_params["cm_model"] == str(local_model)
+    assert at.selectbox(key="la_cm_layer").value in at.selectbox(key="la_cm_layer").options
+    at.segmented_control(key="la_cka_mode").set_value("across").run()
+    no_exception(at)
+    assert at.query_params["cka"] == "across"
+    assert at.query_params["cka_model"] == ["baseline:mel", str(local_model)]
+    assert len(at.get("plotly_chart")) == 3
+
+    # The same URL in a new session restores the page state.
+    again = page(new_app(dict(at.query_params)), ANALYSIS)
+    no_exception(again)
+    assert again.segmented_control(key="la_metric").value == "probe_accuracy"
+    assert again.selectbox(key="la_cm_model").value == str(local_model)
+    assert again.segmented_control(key="la_cka_mode").value == "across"
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"metric": "auc"}, "auc"),
+        ({"cm_model": "openai/whisper-tiny"}, "Confusion-matrix model"),
+        ({"cka": "diagonal"}, "diagonal"),
+    ],
+)
+def test_invalid_params_warn_and_fall_back(env, extra, needle) -> None:
+    store_models(env["cache"], "baseline:mel")
+    at = new_app(params("baseline:mel", **extra))
+    at.switch_page(ANALYSIS).run()
+    no_exception(at)
+    assert any(needle in w for w in texts(at.warning)), texts(at.warning)
+    assert at.segmented_control(key="la_metric").value == "knn_accuracy"
+    assert at.segmented_control(key="la_cka_mode").value == "within"

@@ -1,0 +1,512 @@
+"""Cached calls into the library, keyed by plain values (strings, ints, tuples).
+
+Every function takes only hashable primitives, so Streamlit's cache keys are cheap and
+exact. Anything that reads the embedding store also takes ``token``: a fingerprint of
+the store entry's files (:func:`entry_token`), so a finished extraction or a deletion
+(by this session or any other) changes the key and the plots follow the store.
+
+Models are held by :func:`extractor` (``st.cache_resource``, at most
+``$EMBEDVIZ_MAX_MODELS`` models, default 2); everything else is ``st.cache_data``.
+Errors are not cached (Streamlit never caches an exception), so a fixed problem goes
+away on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from embedviz.errors import EmbedvizError, StoreError
+from embedviz.settings import ExtractionSettings, default_cache_dir
+
+if TYPE_CHECKING:
+    from embedviz.datasets import SpeechCommandsDataset
+    from embedviz.extractors.base import Extractor
+    from embedviz.pipeline import Embeddings
+    from embedviz.store import EmbeddingStore
+
+
+def max_models() -> int:
+    """How many models the app keeps loaded at once (``$EMBEDVIZ_MAX_MODELS``, default 2)."""
+    try:
+        return max(1, int(os.environ.get("EMBEDVIZ_MAX_MODELS", "2")))
+    except ValueError:
+        return 2
+
+
+# ---------------------------------------------------------------------- store
+
+
+def store_root() -> Path:
+    return default_cache_dir()
+
+
+def get_store() -> EmbeddingStore:
+    from embedviz.store import EmbeddingStore
+
+    return EmbeddingStore(store_root())
+
+
+def entry_token(model: str, whisper_mode: str, init_seed: int) -> str:
+    """Fingerprint of what the store holds for a model and options (names, sizes, mtimes).
+
+    Cheap (one directory listing), uncached on purpose: it is how cached readers notice
+    that an extraction, a deletion or another session changed the store.
+    """
+    from embedviz.catalogue import model_identity, model_spec
+
+    settings = ExtractionSettings(model=model, whisper_mode=whisper_mode, seed=init_seed)  # type: ignore[arg-type]
+    store = get_store()
+    key = model_identity(model, seed=init_seed)
+    entry = store.entry(key, settings.numeric_options(model_spec(model).family))
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(str(entry.path).encode())
+    try:
+        for part in sorted(entry.path.iterdir()) if entry.path.is_dir() else []:
+            stat = part.stat()
+            digest.update(f"{part.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    except OSError as error:
+        raise StoreError(f"cannot read the embedding store folder {entry.path}: {error}") from error
+    return digest.hexdigest()
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def store_entries(root: str) -> pd.DataFrame:
+    """Every store entry with its size (short TTL: other sessions may change the store)."""
+    from embedviz.store import EmbeddingStore
+
+    return EmbeddingStore(Path(root)).entries()
+
+
+# ---------------------------------------------------------------------- datasets
+
+
+@st.cache_resource(show_spinner=False, ttl=600, max_entries=8)
+def dataset(root: str) -> SpeechCommandsDataset:
+    """The dataset at ``root`` (``""`` = the bundled demo); its manifest is scanned once."""
+    from embedviz.datasets import open_dataset
+
+    ds = open_dataset(root or None)
+    ds.manifest()  # scan now, under this cache entry, not on every caller
+    return ds
+
+
+@st.cache_data(show_spinner=False, ttl=600, max_entries=8)
+def words_table(root: str) -> pd.DataFrame:
+    return dataset(root).words()
+
+
+@st.cache_data(show_spinner=False, ttl=600, max_entries=8)
+def manifest(root: str) -> pd.DataFrame:
+    return dataset(root).manifest()
+
+
+def dataset_words(root: str) -> list[str]:
+    return words_table(root)["word"].tolist()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sample(root: str, words: tuple[str, ...], n: int, seed: int) -> pd.DataFrame:
+    """The clips a view uses: ``n`` per word, spread over speakers, reproducible."""
+    if not words:
+        return manifest(root).iloc[0:0]
+    return dataset(root).sample(list(words), n, seed=seed)
+
+
+# ---------------------------------------------------------------------- models
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def model_layers(name: str) -> tuple[str, ...]:
+    from embedviz.catalogue import model_spec
+
+    return model_spec(name).layers
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def model_family(name: str) -> str:
+    from embedviz.catalogue import model_spec
+
+    return model_spec(name).family
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def model_label(name: str) -> str:
+    from embedviz.catalogue import model_spec
+
+    try:
+        spec = model_spec(name)
+    except EmbedvizError:
+        return name
+    return spec.label
+
+
+def human_params(n: int) -> str:
+    if n <= 0:
+        return "—"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.0f}k"
+    return str(n)
+
+
+#: Plain words (no emoji): they also appear inside widget labels, where fonts vary.
+STATUS_BADGES = {
+    "builtin": "built in",
+    "cached": "cached",
+    "local": "local folder",
+    "download": "needs download",
+    "offline": "offline: hub unreachable",
+}
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def model_table(model_roots: tuple[str, ...]) -> pd.DataFrame:
+    """Every model the app offers, with its availability (re-checked every minute).
+
+    Rows: baseline, catalogue models, local folders under the model roots. random-init
+    controls are offered for every catalogue model but not listed (they are always
+    'built in').
+    """
+    from embedviz.catalogue import BASELINE_ID, CATALOGUE, availability, list_local_models, model_spec
+
+    names = [BASELINE_ID] + [i for i in CATALOGUE if i != BASELINE_ID]
+    names += [str(p) for p in list_local_models([Path(r) for r in model_roots])]
+    rows = []
+    for name in names:
+        try:
+            spec = model_spec(name)
+            avail = availability(name)
+            status, detail = avail.status, avail.detail
+        except EmbedvizError as error:
+            rows.append(
+                {
+                    "model": name,
+                    "label": name,
+                    "family": "?",
+                    "params": "—",
+                    "sample rate": "—",
+                    "layers": 0,
+                    "status": "unusable",
+                    "detail": str(error),
+                    "ready": False,
+                }
+            )
+            continue
+        rows.append(
+            {
+                "model": name,
+                "label": spec.label,
+                "family": spec.family,
+                "params": human_params(spec.n_params),
+                "sample rate": f"{spec.sample_rate / 1000:g} kHz",
+                "layers": len(spec.layers),
+                "status": STATUS_BADGES.get(status, status),
+                "detail": detail,
+                "ready": status in ("builtin", "cached", "local"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@st.cache_resource(show_spinner=False, max_entries=max_models())
+def extractor(name: str, whisper_mode: str, init_seed: int, device: str = "auto") -> Extractor:
+    """A loaded model, shared by every session (forward passes are thread-safe)."""
+    from embedviz.models import load_extractor
+
+    return load_extractor(name, device=device, whisper_mode=whisper_mode, seed=init_seed)
+
+
+# ---------------------------------------------------------------------- embeddings
+
+
+def _settings(model: str, whisper_mode: str, init_seed: int) -> ExtractionSettings:
+    return ExtractionSettings(model=model, whisper_mode=whisper_mode, seed=init_seed)  # type: ignore[arg-type]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def missing_count(
+    root: str, words: tuple[str, ...], n: int, seed: int, model: str, whisper_mode: str, init_seed: int, token: str
+) -> tuple[int, int]:
+    """``(clips Extract would compute, clips in the sample)`` for one model."""
+    from embedviz.pipeline import missing_clips
+
+    m = sample(root, words, n, seed)
+    if m.empty:
+        return 0, 0
+    todo = missing_clips(m, _settings(model, whisper_mode, init_seed), get_store())
+    return len(todo), len(m)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_embeddings(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    model: str,
+    whisper_mode: str,
+    init_seed: int,
+    layers: tuple[str, ...],
+    pooling: str,
+    token: str,
+) -> dict[str, Embeddings]:
+    """Stored vectors of ``layers`` for the sample (clips not stored are left out)."""
+    from embedviz.pipeline import load_layers
+
+    m = sample(root, words, n, seed)
+    return load_layers(m, _settings(model, whisper_mode, init_seed), get_store(), layers=list(layers), pooling=pooling)
+
+
+def _common_rows(embs: dict[str, Embeddings], layers: Sequence[str]) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """The layers' matrices restricted to clips present in all of them, in one order."""
+    first = embs[layers[0]].clips
+    common = set(first["clip_id"])
+    for layer in layers[1:]:
+        common &= set(embs[layer].clips["clip_id"])
+    clips = first[first["clip_id"].isin(common)].reset_index(drop=True)
+    blocks = []
+    for layer in layers:
+        e = embs[layer]
+        index = {c: i for i, c in enumerate(e.clips["clip_id"])}
+        blocks.append(e.X[[index[c] for c in clips["clip_id"]]] if len(clips) else e.X[:0])
+    return blocks, clips
+
+
+def layer_matrix(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    model: str,
+    whisper_mode: str,
+    init_seed: int,
+    layers: tuple[str, ...],
+    pooling: str,
+    token: str,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """One layer's matrix, or several layers concatenated (each block z-scored and
+    scaled by 1/sqrt(width) so no layer dominates), with the clips of its rows."""
+    from embedviz.reduction import concatenate_layers
+
+    embs = layer_embeddings(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+    blocks, clips = _common_rows(embs, list(layers))
+    if len(layers) == 1:
+        return blocks[0], clips
+    if len(clips) == 0:
+        return np.zeros((0, 0), np.float32), clips
+    return concatenate_layers(blocks), clips
+
+
+@dataclass(frozen=True)
+class PanelData:
+    """What one plot shows: projected points, their clips and the layer's numbers."""
+
+    coords: np.ndarray
+    clips: pd.DataFrame
+    knn: float
+    silhouette: float
+    chance: float
+    n_clips: int
+    n_missing: int
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def panel(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    model: str,
+    whisper_mode: str,
+    init_seed: int,
+    layers: tuple[str, ...],
+    pooling: str,
+    token: str,
+    method: str,
+    dims: int,
+    reduction_seed: int,
+    preprocess: str,
+) -> PanelData:
+    """Projection and separability numbers of one model x layer (or concatenated layers).
+
+    The numbers (k-NN accuracy, silhouette) come from the original space, never from
+    the 2D/3D picture.
+    """
+    from embedviz.reduction import ReductionSettings, reduce
+
+    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+    total = len(sample(root, words, n, seed))
+    numbers = _numbers(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+    settings = ReductionSettings(method=method, n_components=dims, seed=reduction_seed, preprocess=preprocess)  # type: ignore[arg-type]
+    coords = reduce(X, settings).coords
+    return PanelData(
+        coords=coords,
+        clips=clips,
+        knn=numbers["knn_accuracy"],
+        silhouette=numbers["silhouette"],
+        chance=numbers["chance"],
+        n_clips=len(clips),
+        n_missing=total - len(clips),
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _numbers(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    model: str,
+    whisper_mode: str,
+    init_seed: int,
+    layers: tuple[str, ...],
+    pooling: str,
+    token: str,
+) -> dict[str, Any]:
+    # Separate from `panel` so switching PCA / t-SNE / UMAP does not recompute them.
+    from embedviz.metrics import layer_metrics
+
+    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+    return layer_metrics(X, clips["word"].to_numpy(), clips["speaker"].to_numpy(), seed=seed, probe=False)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def neighbours(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    model: str,
+    whisper_mode: str,
+    init_seed: int,
+    layers: tuple[str, ...],
+    pooling: str,
+    token: str,
+    clip_id: str,
+    k: int = 5,
+) -> pd.DataFrame:
+    """The ``k`` nearest other clips to ``clip_id`` by cosine distance in the original
+    embedding space (not the picture). Empty if the clip is not in this panel."""
+    from sklearn.metrics.pairwise import cosine_distances
+
+    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+    hits = np.flatnonzero(clips["clip_id"].to_numpy() == clip_id)
+    if len(hits) == 0 or len(clips) < 2:
+        return clips.iloc[0:0].assign(distance=[])
+    i = int(hits[0])
+    d = cosine_distances(X[i : i + 1], X)[0]
+    d[i] = np.inf
+    order = np.argsort(d, kind="stable")[: min(k, len(clips) - 1)]
+    return clips.iloc[order].assign(distance=d[order]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------- layer analysis
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def analysis_table(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    model: str,
+    whisper_mode: str,
+    init_seed: int,
+    layers: tuple[str, ...],
+    pooling: str,
+    token: str,
+) -> pd.DataFrame:
+    """:func:`embedviz.metrics.metrics_table` over ``layers`` (clips stored for all of them)."""
+    from embedviz.metrics import metrics_table
+
+    embs = layer_embeddings(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+    blocks, clips = _common_rows(embs, list(layers))
+    if len(clips) == 0:
+        return pd.DataFrame()
+    return metrics_table(
+        dict(zip(layers, blocks, strict=True)),
+        clips["word"].to_numpy(),
+        clips["speaker"].to_numpy(),
+        seed=seed,
+        model=model,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def confusion(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    model: str,
+    whisper_mode: str,
+    init_seed: int,
+    layer: str,
+    pooling: str,
+    token: str,
+) -> tuple[np.ndarray, list[str]]:
+    from embedviz.metrics import knn_confusion
+
+    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, (layer,), pooling, token)
+    return knn_confusion(X, clips["word"].to_numpy())
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cka(
+    root: str,
+    words: tuple[str, ...],
+    n: int,
+    seed: int,
+    models: tuple[tuple[str, tuple[str, ...], str], ...],
+    whisper_mode: str,
+    init_seed: int,
+    pooling: str,
+) -> pd.DataFrame:
+    """Linear CKA between layers: of one model (square), or rows of model A x columns of model B.
+
+    ``models`` is ``((model, layers, token), ...)`` with one or two models. Only clips
+    stored for every layer of every model are used.
+    """
+    from embedviz.metrics import cka_matrix
+
+    named: dict[str, np.ndarray] = {}
+    per_model: list[tuple[str, list[str]]] = []
+    clip_sets: list[set[str]] = []
+    loaded = []
+    for model, layers, token in models:
+        embs = layer_embeddings(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+        blocks, clips = _common_rows(embs, list(layers))
+        loaded.append((model, layers, blocks, clips))
+        clip_sets.append(set(clips["clip_id"]))
+    common = set.intersection(*clip_sets) if clip_sets else set()
+    for index, (model, layers, blocks, clips) in enumerate(loaded):
+        keep = clips["clip_id"].isin(common).to_numpy()
+        order = np.argsort(clips.loc[keep, "clip_id"].to_numpy(), kind="stable")
+        names = []
+        for layer, block in zip(layers, blocks, strict=True):
+            name = f"{layer}" if len(loaded) == 1 else f"{'AB'[index]}:{layer}"
+            named[name] = block[keep][order]
+            names.append(name)
+        per_model.append((model, names))
+    if len(common) < 2:
+        return pd.DataFrame()
+    full = cka_matrix(named)
+    if len(per_model) == 1:
+        return full
+    rows, cols = per_model[0][1], per_model[1][1]
+    out = full.loc[rows, cols].copy()
+    out.index = pd.Index([r.split(":", 1)[1] for r in rows], name=per_model[0][0])
+    out.columns = pd.Index([c.split(":", 1)[1] for c in cols], name=per_model[1][0])
+    return out

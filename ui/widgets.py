@@ -1,0 +1,240 @@
+"""UI pieces shared by the pages: dataset opening, sidebar, extraction progress, clip player."""
+
+from __future__ import annotations
+
+import math
+import mimetypes
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from embedviz.errors import EmbedvizError
+from embedviz.viewstate import ViewSettings
+from ui import cached
+
+JOB_KEY = "_ev_job"
+REPORTS_KEY = "_ev_last_job"
+_FINISHED_KEY = "_ev_job_finished"
+
+EXPLORE_PAGE = "pages/explore.py"
+ANALYSIS_PAGE = "pages/layer_analysis.py"
+DATA_PAGE = "pages/data_cache.py"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    """A number for display; undefined values (nan) read as an em dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def dataset_label(root: str) -> str:
+    return "bundled demo" if not root else root
+
+
+def open_view_dataset(view: ViewSettings) -> tuple[ViewSettings, pd.DataFrame | None]:
+    """Open the view's dataset; if it cannot be opened say why and fall back to the demo.
+
+    Returns the (possibly corrected) view and the dataset's words table (None if even
+    the demo cannot be opened, after showing the error).
+    """
+    try:
+        return view, cached.words_table(view.dataset)
+    except EmbedvizError as error:
+        if not view.dataset:
+            st.error(f"The demo dataset cannot be opened: {error}")
+            return view, None
+        st.error(f"Dataset {view.dataset} cannot be opened: {error}. Showing the bundled demo instead.")
+    try:
+        return view.replace(dataset=""), cached.words_table("")
+    except EmbedvizError as error:
+        st.error(f"The demo dataset cannot be opened either: {error}")
+        return view.replace(dataset=""), None
+
+
+NAV = (
+    (EXPLORE_PAGE, "Explore", ":material/scatter_plot:"),
+    (ANALYSIS_PAGE, "Layer analysis", ":material/stacked_line_chart:"),
+    (DATA_PAGE, "Data & cache", ":material/database:"),
+)
+
+
+def nav_slot():
+    """A container at the top of the sidebar, filled by :func:`sidebar` once the view is final."""
+    return st.sidebar.container()
+
+
+def sidebar(view: ViewSettings, slot=None) -> None:
+    """Page links that carry the view, then dataset summary and embedding-store info.
+
+    The links are ours (``st.navigation`` runs with ``position="hidden"``) because
+    Streamlit's own menu clears the query params when switching pages, which would
+    leave a shared link to the second page without its state.
+    """
+    params = view.to_query_params()
+    with slot if slot is not None else st.sidebar:
+        for path, label, icon in NAV:
+            st.page_link(path, label=label, icon=icon, query_params=params)
+        st.divider()
+    with st.sidebar:
+        st.markdown("#### Dataset")
+        try:
+            words = cached.words_table(view.dataset)
+            m = cached.manifest(view.dataset)
+            st.markdown(
+                f"**{dataset_label(view.dataset)}**  \n"
+                f"{len(words)} words · {len(m)} clips · {m['speaker'].nunique()} speakers"
+            )
+        except EmbedvizError as error:
+            st.error(str(error))
+        st.markdown("#### Embedding store")
+        try:
+            entries = cached.store_entries(str(cached.store_root()))
+            total = int(entries["bytes"].sum()) if len(entries) else 0
+            st.markdown(
+                f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} · {human_bytes(total)}  \n"
+                f"`{cached.store_root()}`"
+            )
+        except (EmbedvizError, OSError) as error:
+            st.error(f"The embedding store cannot be read: {error}")
+
+
+# ---------------------------------------------------------------------- extraction job
+
+
+def start_extraction(tasks: Sequence[object]) -> None:
+    """Start a background extraction of ``tasks`` (see :mod:`ui.jobs`)."""
+    from ui.jobs import ExtractionJob
+
+    def load(settings):  # looked up at call time, so the model cache is the shared one
+        return cached.extractor(settings.model, settings.whisper_mode, settings.seed)
+
+    job = ExtractionJob(tasks=list(tasks), store=cached.get_store(), load=load)
+    st.session_state[JOB_KEY] = job.start()
+    st.session_state[_FINISHED_KEY] = 0
+    st.session_state.pop(REPORTS_KEY, None)
+
+
+def job_running() -> bool:
+    job = st.session_state.get(JOB_KEY)
+    return job is not None and not job.snapshot().done
+
+
+def collect_finished_job() -> None:
+    """Move a finished job's outcome to session state (shown by :func:`last_job_report`)."""
+    job = st.session_state.get(JOB_KEY)
+    if job is not None and job.snapshot().done:
+        st.session_state[REPORTS_KEY] = job.snapshot()
+        del st.session_state[JOB_KEY]
+
+
+def _progress_text(snap) -> str:
+    from embedviz.progress import format_eta
+
+    event = snap.event
+    prefix = f"{snap.label} ({snap.task_index + 1}/{snap.n_tasks})"
+    if snap.cancelled:
+        return f"{prefix}: stopping after the batch in flight…"
+    if event is None:
+        return f"{prefix}: checking the store…"
+    if event.stage == "loading model":
+        return f"{prefix}: loading the model…"
+    if event.stage == "waiting":
+        return f"{prefix}: waiting for another session's extraction of this model…"
+    return f"{prefix}: {event.done}/{event.total} clips · {format_eta(event.eta_s)} left"
+
+
+@st.fragment(run_every=0.5)
+def job_progress() -> None:
+    """Progress bar with ETA and a Cancel button, redrawn twice a second while a job runs."""
+    job = st.session_state.get(JOB_KEY)
+    if job is None:
+        return
+    snap = job.snapshot()
+    finished = len(snap.reports) + len(snap.errors)
+    if snap.done or finished > st.session_state.get(_FINISHED_KEY, 0):
+        # Redraw the whole page: plots of every model finished so far come from the store.
+        st.session_state[_FINISHED_KEY] = finished
+        st.rerun()
+        return
+    with st.container(border=True):
+        st.progress(snap.fraction, text=_progress_text(snap))
+        st.button(
+            "Cancel",
+            key="ex_cancel",
+            icon=":material/stop_circle:",
+            on_click=job.cancel,
+            disabled=snap.cancelled,
+            help="Stop after the batch in flight; finished clips stay stored and are not recomputed.",
+        )
+
+
+def last_job_report() -> None:
+    """Outcome of the last finished extraction: per model counts, skipped clips, errors."""
+    snap = st.session_state.get(REPORTS_KEY)
+    if snap is None:
+        return
+    for label, message in snap.errors:
+        st.error(f"{label}: {message}")
+    lines = []
+    skipped = []
+    for report in snap.reports:
+        lines.append(
+            f"- **{cached.model_label(report.model)}**: {report.computed} computed, {report.cached} already stored"
+            + (f", {len(report.skipped)} skipped" if report.skipped else "")
+            + (f" in {report.seconds:.1f} s" if report.computed else "")
+            + (" (cancelled)" if report.cancelled else "")
+        )
+        skipped += [(report.model, s) for s in report.skipped]
+    if lines:
+        cancelled = any(r.cancelled for r in snap.reports) or snap.cancelled
+        (st.warning if cancelled else st.success)(
+            ("Extraction cancelled; finished batches are stored.\n" if cancelled else "Extraction finished.\n")
+            + "\n".join(lines)
+        )
+    if skipped:
+        with st.expander(f"{len(skipped)} clip(s) skipped, with reasons"):
+            st.dataframe(
+                pd.DataFrame([{"model": m, "clip": s.clip_id, "reason": s.reason, "path": s.path} for m, s in skipped]),
+                hide_index=True,
+            )
+
+
+# ---------------------------------------------------------------------- clip player
+
+
+def mark_clip(fig, coords, clip_ids, clip_id: str) -> None:
+    """Ring the selected clip in a scatter figure (a non-clickable overlay trace)."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    hits = np.flatnonzero(np.asarray(clip_ids) == clip_id)
+    if not clip_id or len(hits) == 0:
+        return
+    point = coords[int(hits[0])]
+    marker = {"symbol": "circle-open", "size": 18, "color": "#111111", "line": {"width": 2.5}}
+    common = {"mode": "markers", "marker": marker, "showlegend": False, "hoverinfo": "skip", "name": "selected"}
+    if len(point) == 3:
+        fig.add_trace(go.Scatter3d(x=[point[0]], y=[point[1]], z=[point[2]], **common))
+    else:
+        fig.add_trace(go.Scattergl(x=[point[0]], y=[point[1]], **common))
+
+
+def clip_card(clip: pd.Series, caption: str = "") -> None:
+    """Word, speaker and a player for one clip (the path comes from the validated dataset)."""
+    st.markdown(f"**{clip['word']}** · speaker `{clip['speaker']}`" + (f" · {caption}" if caption else ""))
+    path = Path(str(clip["path"]))
+    if path.is_file():
+        st.audio(str(path), format=mimetypes.guess_type(path.name)[0] or "audio/wav")
+    else:
+        st.caption(f"cannot play {clip['clip_id']}: the file is gone ({path})")
