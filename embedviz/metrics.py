@@ -326,6 +326,24 @@ def cka_matrix(blocks: Mapping[str, ArrayLike]) -> "pd.DataFrame":
     return pd.DataFrame(out, index=pd.Index(names, name="layer"), columns=pd.Index(names, name="layer"))
 
 
+def nearest_neighbours(X: ArrayLike, index: int, k: int = 5, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows nearest to row ``index`` (itself excluded), closest first.
+
+    Returns ``(indices, distances)``; fewer than ``k`` when there are fewer other rows.
+    Distances are in the original embedding space, never in a projection.
+    """
+    from sklearn.metrics import pairwise_distances
+
+    Xf = _matrix(X)
+    if not 0 <= index < Xf.shape[0]:
+        raise ConfigError(f"row {index} is out of range for {Xf.shape[0]} rows")
+    d = pairwise_distances(Xf[index : index + 1], Xf, metric=metric)[0]
+    d = np.nan_to_num(d, nan=np.inf)
+    d[index] = np.inf
+    order = np.argsort(d, kind="stable")[: min(k, Xf.shape[0] - 1)]
+    return order, d[order]
+
+
 def trustworthiness(X: ArrayLike, coords: ArrayLike, n_neighbors: int = 5, metric: str = "euclidean") -> float:
     """How well a picture keeps original-space neighbourhoods (scikit-learn), in ``[0, 1]``.
 
@@ -435,6 +453,7 @@ __all__ = [
     "layer_metrics",
     "linear_cka",
     "metrics_table",
+    "nearest_neighbours",
     "probe_accuracy",
     "silhouette",
     "speaker_disjoint_knn_accuracy",

@@ -399,17 +399,14 @@ def neighbours(
 ) -> pd.DataFrame:
     """The ``k`` nearest other clips to ``clip_id`` by cosine distance in the original
     embedding space (not the picture). Empty if the clip is not in this panel."""
-    from sklearn.metrics.pairwise import cosine_distances
+    from embedviz.metrics import nearest_neighbours
 
     X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
     hits = np.flatnonzero(clips["clip_id"].to_numpy() == clip_id)
     if len(hits) == 0 or len(clips) < 2:
         return clips.iloc[0:0].assign(distance=[])
-    i = int(hits[0])
-    d = cosine_distances(X[i : i + 1], X)[0]
-    d[i] = np.inf
-    order = np.argsort(d, kind="stable")[: min(k, len(clips) - 1)]
-    return clips.iloc[order].assign(distance=d[order]).reset_index(drop=True)
+    order, distances = nearest_neighbours(X, int(hits[0]), k=k)
+    return clips.iloc[order].assign(distance=distances).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------- layer analysis

@@ -307,3 +307,14 @@ def test_metrics_table_rows_follow_layer_order() -> None:
     single = metrics_table({"z": X}, words)
     assert list(single.columns)[0] == "layer" and "model" not in single.columns
     assert single["depth"].iloc[0] == 0.0
+
+
+def test_nearest_neighbours_in_cosine_space_exclude_the_query() -> None:
+    from embedviz.metrics import nearest_neighbours
+
+    X = np.array([[1.0, 0.0], [10.0, 0.5], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    idx, dist = nearest_neighbours(X, 0, k=3)
+    # cosine ignores scale: row 1 (same direction, 10x longer) is nearest, then the diagonal
+    assert list(idx) == [1, 3, 2]
+    assert np.all(np.diff(dist) >= 0) and 0 not in idx
+    assert len(nearest_neighbours(X, 0, k=10)[0]) == 4
