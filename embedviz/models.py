@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from embedviz import catalogue
 from embedviz.errors import ConfigError, EmbedvizError, ModelLoadError
+from embedviz.progress import ProgressCallback, ProgressReporter
+from embedviz.settings import WHISPER_MODES
 
 if TYPE_CHECKING:
     from embedviz.extractors.base import Extractor, ModelInfo
 
 logger = logging.getLogger(__name__)
 
-WHISPER_MODES: tuple[str, ...] = ("padded", "crop")
 
 #: transformers model class per family (the base model, never a task head).
 MODEL_CLASSES: Mapping[str, str] = {
@@ -91,6 +92,7 @@ def load_extractor(
     whisper_mode: str = "padded",
     seed: int = 0,
     local_files_only: bool | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Extractor:
     """Load ``name`` (hub id, folder, ``random-init:<id>``, ``baseline:mel``) as an Extractor.
 
@@ -103,6 +105,8 @@ def load_extractor(
         local_files_only: ``None``: use the cache when the model is there, download otherwise
             (never when ``HF_HUB_OFFLINE`` is set); ``True``: never touch the network;
             ``False``: ask the hub for the latest revision even if cached.
+        progress: receives byte counts (stage ``downloading``) while a hub model downloads;
+            returning True from it cancels the download.
 
     Raises:
         ConfigError: bad device, whisper_mode or seed.
@@ -134,7 +138,7 @@ def load_extractor(
             key = catalogue.folder_identity(folder)
             source = str(folder)
         else:
-            model, preprocessor, commit = _load_hub(name, spec.family, local_files_only)
+            model, preprocessor, commit = _load_hub(name, spec.family, local_files_only, progress)
             key = f"{name}@{commit}"
             source = f"{name}@{commit[:10]}"
     return _make_extractor(
@@ -279,7 +283,79 @@ def _not_available(name: str, why: str) -> ModelLoadError:
     )
 
 
-def _load_hub(name: str, family: str, local_files_only: bool | None) -> tuple[Any, dict[str, Any], str]:
+#: What a model needs from its hub repository besides weights (never tokenizers, TF or Flax files).
+_HUB_METADATA = ["config.json", "preprocessor_config.json", "generation_config.json"]
+
+
+def weight_files(repo_files: list[str]) -> list[str]:
+    """The weight files from_pretrained would read: safetensors first, else PyTorch pickles.
+
+    Prefers a single ``model.safetensors``, then a sharded safetensors index; falls back to
+    ``pytorch_model.bin`` (or its shards) only when the repository has no safetensors.
+    """
+    names = set(repo_files)
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if single in names:
+            return [single]
+        if index in names:
+            prefix = single.rsplit(".", 1)[0] + "-"
+            return [index] + sorted(f for f in names if f.startswith(prefix) and f.endswith(single.rsplit(".", 1)[1]))
+    return []
+
+
+class _DownloadProgress:
+    """A tqdm stand-in for huggingface_hub that turns byte counts into ProgressEvents."""
+
+    def __init__(self, reporter: ProgressReporter, *args: Any, **kwargs: Any) -> None:
+        self.reporter = reporter
+        self.total = int(kwargs.get("total") or 0)
+        self.n = int(kwargs.get("initial") or 0)
+        self.desc = str(kwargs.get("desc") or "")
+        self.bytes = kwargs.get("unit") == "B"
+
+    def update(self, n: float = 1) -> None:
+        self.n += int(n or 0)
+        if self.bytes and self.total:
+            self.reporter.total = self.total
+            self.reporter.done = self.n
+            self.reporter.report(f"{self.n / 1e6:.0f} of {self.total / 1e6:.0f} MB")
+
+    def __getattr__(self, name: str) -> Any:  # set_description, refresh, close, ...: nothing to do
+        return lambda *args, **kwargs: None
+
+    def __enter__(self) -> "_DownloadProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def __iter__(self):  # hf_thread_map may iterate a bar over its inputs
+        return iter(())
+
+
+def _download(name: str, cache_dir: str, progress: ProgressCallback | None) -> None:
+    """Fetch only the files a model needs into the HF cache, reporting bytes as they come."""
+    from huggingface_hub import list_repo_files, snapshot_download
+
+    files = list_repo_files(name)
+    weights = weight_files(files)
+    if not weights:
+        raise ModelLoadError(f"{name}: the repository has no safetensors or PyTorch weights")
+    if not any(w.endswith(".safetensors") for w in weights):
+        logger.warning("%s has no safetensors weights; downloading PyTorch pickle files", name)
+    reporter = ProgressReporter(progress, total=0, stage="downloading")
+
+    def make_bar(*args: Any, **kwargs: Any) -> _DownloadProgress:
+        return _DownloadProgress(reporter, *args, **kwargs)
+
+    snapshot_download(name, cache_dir=cache_dir, allow_patterns=[*_HUB_METADATA, *weights],
+                      tqdm_class=make_bar if progress else None)  # type: ignore[arg-type]
+
+
+def _load_hub(
+    name: str, family: str, local_files_only: bool | None, progress: ProgressCallback | None = None
+) -> tuple[Any, dict[str, Any], str]:
     cache_dir = str(catalogue.hub_cache_dir())
     commit = catalogue.cached_commit(name)
     offline = catalogue.hub_offline()
@@ -290,8 +366,15 @@ def _load_hub(name: str, family: str, local_files_only: bool | None) -> tuple[An
             raise _not_available(name, "local_files_only=True forbids the network")
         if not catalogue.hub_reachable():
             raise _not_available(name, "the Hugging Face hub cannot be reached")
-        revision: str | None = None
-        files_only = False
+        try:
+            _download(name, cache_dir, progress)
+        except EmbedvizError:
+            raise
+        except Exception as error:
+            raise ModelLoadError(f"{name}: download failed ({error}); check the network and try again") from error
+        commit = catalogue.cached_commit(name)
+        revision: str | None = commit
+        files_only = commit is not None
     elif local_files_only is False and not offline:
         revision, files_only = None, False  # the caller asked for the hub's latest revision
     else:

@@ -199,7 +199,8 @@ def extract(
             from embedviz.models import load_extractor
 
             extractor = load_extractor(
-                settings.model, device=device, whisper_mode=settings.whisper_mode, seed=settings.seed
+                settings.model, device=device, whisper_mode=settings.whisper_mode, seed=settings.seed,
+                progress=progress,
             )
         if extractor.info.key != key:
             # The hub resolved a revision the cache did not know before: key by what was loaded.

@@ -35,6 +35,7 @@ import numpy as np
 
 from embedviz.errors import ConfigError, ExtractionError, ModelLoadError
 from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, forward_errors, free_device_memory
+from embedviz.settings import WHISPER_MODES
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WhisperMode = Literal["padded", "crop"]
-WHISPER_MODES: tuple[str, ...] = ("padded", "crop")
 
 #: Text stored in ``ModelInfo.options`` (key ``'approximation'``) of crop-mode extractors.
 CROP_APPROXIMATION_NOTE = (
