@@ -73,6 +73,19 @@ class Extractor(ABC):
         """Release the model (and GPU memory). Safe to call twice."""
 
 
+def check_waveform(name: str, index: int, wave: np.ndarray) -> np.ndarray:
+    """Clip ``index`` of a batch as mono float32, or an ExtractionError saying what is wrong."""
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ExtractionError(f"{name}: clip {index} has shape {wave.shape}; expected mono 1-D audio")
+    if wave.size == 0:
+        raise ExtractionError(f"{name}: clip {index} is empty")
+    wave = wave.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(wave)):
+        raise ExtractionError(f"{name}: clip {index} contains NaN or infinite samples")
+    return wave
+
+
 @contextlib.contextmanager
 def forward_errors(name: str, device: str) -> Iterator[None]:
     """Turn forward-pass failures into ExtractionError (``out_of_memory`` set for OOM)."""

@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from embedviz.errors import ConfigError, ExtractionError
-from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo
+from embedviz.errors import ConfigError
+from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, check_waveform
 
 logger = logging.getLogger(__name__)
 
@@ -160,15 +160,7 @@ class MelBaselineExtractor(Extractor):
         )
 
     def _check(self, index: int, wave: np.ndarray) -> np.ndarray:
-        wave = np.asarray(wave)
-        if wave.ndim != 1:
-            raise ExtractionError(f"{self.info.name}: clip {index} has shape {wave.shape}; expected mono 1-D audio")
-        if wave.size == 0:
-            raise ExtractionError(f"{self.info.name}: clip {index} is empty")
-        wave = wave.astype(np.float64)
-        if not np.all(np.isfinite(wave)):
-            raise ExtractionError(f"{self.info.name}: clip {index} contains NaN or infinite samples")
-        return wave
+        return check_waveform(self.info.name, index, wave).astype(np.float64)
 
     def _one(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_frames = wave.size // HOP_LENGTH + 1

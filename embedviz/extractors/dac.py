@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from embedviz.errors import ExtractionError, ModelLoadError
-from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, forward_errors, free_device_memory
+from embedviz.extractors.base import (
+    Extractor,
+    FrameFeatures,
+    ModelInfo,
+    check_waveform,
+    forward_errors,
+    free_device_memory,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -189,17 +196,7 @@ class DacExtractor(Extractor):
     # ------------------------------------------------------------------ internals
 
     def _check_waveforms(self, waveforms: Sequence[np.ndarray]) -> list[int]:
-        lengths = []
-        for i, wave in enumerate(waveforms):
-            wave = np.asarray(wave)
-            if wave.ndim != 1:
-                raise ExtractionError(f"{self.info.name}: clip {i} has shape {wave.shape}; expected mono 1-D audio")
-            if wave.size == 0:
-                raise ExtractionError(f"{self.info.name}: clip {i} is empty")
-            if not np.all(np.isfinite(wave)):
-                raise ExtractionError(f"{self.info.name}: clip {i} contains NaN or infinite samples")
-            lengths.append(int(wave.size))
-        return lengths
+        return [int(check_waveform(self.info.name, i, wave).size) for i, wave in enumerate(waveforms)]
 
     def _forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every stage of one equal-length batch ``(B, 1, samples)``, as ``(B, T, D)`` arrays.

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from embedviz.errors import ExtractionError, ModelLoadError
-from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, forward_errors, free_device_memory
+from embedviz.extractors.base import (
+    Extractor,
+    FrameFeatures,
+    ModelInfo,
+    check_waveform,
+    forward_errors,
+    free_device_memory,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -202,14 +209,7 @@ class SSLExtractor(Extractor):
     def _prepare(self, waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
         clips = []
         for i, wave in enumerate(waveforms):
-            wave = np.asarray(wave)
-            if wave.ndim != 1:
-                raise _error(f"{self.info.name}: clip {i} has shape {wave.shape}; expected mono 1-D audio")
-            if wave.size == 0:
-                raise _error(f"{self.info.name}: clip {i} is empty")
-            wave = wave.astype(np.float32, copy=False)
-            if not np.all(np.isfinite(wave)):
-                raise _error(f"{self.info.name}: clip {i} contains NaN or infinite samples")
+            wave = check_waveform(self.info.name, i, wave)
             if self._do_normalize:
                 wave = normalize_waveform(wave)
             if wave.size < self._min_samples:

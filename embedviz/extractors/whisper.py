@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 import numpy as np
 
 from embedviz.errors import ConfigError, ExtractionError, ModelLoadError
-from embedviz.extractors.base import Extractor, FrameFeatures, ModelInfo, forward_errors, free_device_memory
+from embedviz.extractors.base import (
+    Extractor,
+    FrameFeatures,
+    ModelInfo,
+    check_waveform,
+    forward_errors,
+    free_device_memory,
+)
 from embedviz.settings import WHISPER_MODES
 
 if TYPE_CHECKING:
@@ -210,19 +217,13 @@ class WhisperExtractor(Extractor):
     def _check_waveforms(self, waveforms: Sequence[np.ndarray]) -> list[int]:
         lengths = []
         for i, wave in enumerate(waveforms):
-            wave = np.asarray(wave)
-            if wave.ndim != 1:
-                raise ExtractionError(f"{self.info.name}: clip {i} has shape {wave.shape}; expected mono 1-D audio")
-            if wave.size == 0:
-                raise ExtractionError(f"{self.info.name}: clip {i} is empty")
+            wave = check_waveform(self.info.name, i, wave)
             if wave.size > self.window_samples:
                 raise ExtractionError(
                     f"{self.info.name}: clip {i} is {wave.size / self.sample_rate:.2f} s long; the Whisper encoder "
                     f"takes at most {self.max_seconds:g} s ({self.window_samples} samples). Trim the clip or "
                     f"lower the audio length limit"
                 )
-            if not np.all(np.isfinite(wave)):
-                raise ExtractionError(f"{self.info.name}: clip {i} contains NaN or infinite samples")
             lengths.append(int(wave.size))
         return lengths
 
