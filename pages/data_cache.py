@@ -9,7 +9,7 @@ import streamlit as st
 from embedviz.datasets import demo_root
 from embedviz.errors import EmbedvizError
 from embedviz.settings import data_roots
-from embedviz.viewstate import ViewSettings, check_dataset_path
+from embedviz.viewstate import check_dataset_path
 from ui import cached, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
@@ -18,12 +18,7 @@ PENDING_DELETE = "_dc_pending_delete"
 FLASH = "_dc_flash"
 OPENED = "_dc_opened"
 
-nav = widgets.nav_slot()
-view = state.view_or_error()
-if view is None:
-    widgets.sidebar(ViewSettings(), nav)
-    st.stop()
-view, words_df = widgets.open_view_dataset(view)
+view, words_df, nav = widgets.page_start(need_dataset=False)
 
 st.title("Data & cache")
 state.show_warnings()

@@ -38,15 +38,7 @@ CLIP_KEY = "ex_clip"
 CLIP_SPACE_KEY = "_ev_clip_space"
 
 widgets.collect_finished_job()
-nav = widgets.nav_slot()
-view = state.view_or_error()
-if view is None:
-    widgets.sidebar(ViewSettings(), nav)
-    st.stop()
-view, words_df = widgets.open_view_dataset(view)
-if words_df is None:
-    widgets.sidebar(view, nav)
-    st.stop()
+view, words_df, nav = widgets.page_start()
 
 st.title("Explore")
 st.caption(
@@ -281,8 +273,8 @@ view = new_view
 # ---------------------------------------------------------------------- extract
 plotted = [m for m in view.models if layers_by_model.get(m)]
 word_tuple = tuple(view.words)
-common = (view.dataset, word_tuple, view.samples, view.seed)
-status: dict[str, tuple[str, int, int]] = {}  # model -> (token, missing, total)
+clip_sel = cached.ClipSelection.of(view)
+status: dict[str, tuple[cached.ModelSelection, int, int]] = {}  # model -> (selection, missing, total)
 with st.container(border=True):
     if not word_tuple:
         st.info("Choose at least one word in step 3.")
@@ -291,12 +283,12 @@ with st.container(border=True):
         if name not in families:
             continue
         try:
-            token = cached.entry_token(name, view.whisper_mode, view.init_seed)
-            missing, total = cached.missing_count(*common, name, view.whisper_mode, view.init_seed, token)
+            model_sel = cached.ModelSelection.of(view, name)
+            missing, total = cached.missing_count(model_sel)
         except EmbedvizError as error:
             st.error(f"{cached.model_label(name)}: {error}")
             continue
-        status[name] = (token, missing, total)
+        status[name] = (model_sel, missing, total)
         mark = ":green[:material/check_circle:]" if missing == 0 else ":orange[:material/pending:]"
         lines.append(
             f"{mark} **{cached.model_label(name)}**: {missing} clip(s) to compute, {total - missing} already stored"
@@ -316,7 +308,7 @@ with st.container(border=True):
     ):
         from ui.jobs import Task
 
-        sample = cached.sample(*common)
+        sample = clip_sel.sample()
         tasks = [Task(view.extraction_settings(m), sample, cached.model_label(m)) for m in to_do]
         widgets.start_extraction(tasks)
         st.rerun()  # redraw at once with Extract disabled and the progress bar showing
@@ -353,22 +345,9 @@ if plotted and word_tuple and status:
 
     def _draw_panel(name: str, layers: tuple[str, ...]) -> None:
         """One plot: projection of a model's layer (or concatenated layers) with its numbers."""
-        token = status[name][0]
         label = cached.model_label(name)
         try:
-            p = cached.panel(
-                *common,
-                name,
-                view.whisper_mode,
-                view.init_seed,
-                layers,
-                view.pooling,
-                token,
-                view.method,
-                view.dims,
-                view.seed,
-                view.preprocess,
-            )
+            p = cached.panel(cached.LayerSelection(status[name][0], layers, view.pooling), reduction)
         except EmbedvizError as error:
             st.error(f"{label} · {'+'.join(layers)}: {error}")
             return
@@ -442,7 +421,7 @@ if plotted and word_tuple and status:
         with st.container(border=True):
             st.markdown("#### Selected clip")
             clip_id = view.clip
-            sample_df = cached.sample(*common)
+            sample_df = clip_sel.sample()
             match = sample_df[sample_df["clip_id"] == clip_id] if clip_id else sample_df.iloc[0:0]
             st.selectbox(
                 "Clip",
@@ -461,11 +440,8 @@ if plotted and word_tuple and status:
                     space = spaces[0] if spaces else None
                 if space is not None:
                     model, layers = space
-                    token = status[model][0]
                     try:
-                        nn = cached.neighbours(
-                            *common, model, view.whisper_mode, view.init_seed, layers, view.pooling, token, clip_id
-                        )
+                        nn = cached.neighbours(cached.LayerSelection(status[model][0], layers, view.pooling), clip_id)
                     except EmbedvizError as error:
                         st.error(str(error))
                         nn = None

@@ -7,6 +7,8 @@ nothing here runs a model.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
@@ -23,15 +25,7 @@ METRIC_NAMES = {
     "probe_accuracy": "linear probe",
 }
 
-nav = widgets.nav_slot()
-view = state.view_or_error()
-if view is None:
-    widgets.sidebar(ViewSettings(), nav)
-    st.stop()
-view, words_df = widgets.open_view_dataset(view)
-if words_df is None:
-    widgets.sidebar(view, nav)
-    st.stop()
+view, words_df, nav = widgets.page_start()
 
 st.title("Layer analysis")
 st.caption(
@@ -41,22 +35,29 @@ st.caption(
 state.show_warnings()
 
 words = tuple(view.words)
-common = (view.dataset, words, view.samples, view.seed)
 st.markdown(
     f"**{len(view.models)} model(s)** · words {', '.join(words) or '—'} · {view.samples} clips per word · "
     f"{view.pooling} pooling · dataset: {widgets.dataset_label(view.dataset)}"
 )
 explore_link = st.empty()  # filled at the end, so the link carries this page's final state
 
+
+def _finish(view: ViewSettings, link_label: str) -> None:
+    """Write the page's final view to the URL, then the sidebar and the link to Explore that carry it."""
+    state.commit(view)
+    widgets.sidebar(view, nav)
+    explore_link.page_link(
+        widgets.EXPLORE_PAGE, label=link_label, icon=":material/tune:", query_params=view.to_query_params()
+    )
+
+
 # Models with every clip stored; the others are listed with what is missing.
-ready: dict[str, tuple[str, tuple[str, ...]]] = {}  # model -> (token, layers)
+ready: dict[str, cached.LayerSelection] = {}  # model -> every layer, the view's pooling
 for name in view.models:
     try:
         layers = cached.model_layers(name)
-        token = cached.entry_token(name, view.whisper_mode, view.init_seed)
-        missing, total = (
-            cached.missing_count(*common, name, view.whisper_mode, view.init_seed, token) if words else (0, 0)
-        )
+        model_sel = cached.ModelSelection.of(view, name)
+        missing, total = cached.missing_count(model_sel) if words else (0, 0)
     except EmbedvizError as error:
         st.error(f"{name}: {error}")
         continue
@@ -65,16 +66,12 @@ for name in view.models:
         continue
     if missing:
         st.caption(f"{cached.model_label(name)}: {missing} of {total} clips are not stored; they are left out.")
-    ready[name] = (token, layers)
+    ready[name] = cached.LayerSelection(model_sel, layers, view.pooling)
 
 if not words:
     st.info("Choose words on Explore first.")
 if not ready or not words:
-    state.commit(view)
-    widgets.sidebar(view, nav)
-    explore_link.page_link(
-        widgets.EXPLORE_PAGE, label="Go to Explore", icon=":material/tune:", query_params=view.to_query_params()
-    )
+    _finish(view, "Go to Explore")
     st.stop()
 
 labels = {m: cached.model_label(m) for m in ready}
@@ -82,9 +79,9 @@ labels = {m: cached.model_label(m) for m in ready}
 # ---------------------------------------------------------------------- layer curves + table
 tables = []
 with st.spinner("Computing metrics for every layer…"):
-    for name, (token, layers) in ready.items():
+    for name, layer_sel in ready.items():
         try:
-            table = cached.analysis_table(*common, name, view.whisper_mode, view.init_seed, layers, view.pooling, token)
+            table = cached.analysis_table(layer_sel)
         except EmbedvizError as error:
             st.error(f"{labels[name]}: {error}")
             continue
@@ -152,7 +149,7 @@ with left.container(border=True):
     cm_model_default = view.cm_model if view.cm_model in names else names[0]
     state.seed("la_cm_model", cm_model_default, names)
     cm_model = st.selectbox("Model", names, key="la_cm_model", format_func=labels.get)
-    cm_layers = list(ready[cm_model][1])
+    cm_layers = list(ready[cm_model].layers)
     cm_layer_default = view.cm_layer if view.cm_layer in cm_layers else cm_layers[-1]
     state.seed("la_cm_layer", cm_layer_default, cm_layers)
     cm_layer = st.selectbox("Layer", cm_layers, key="la_cm_layer")
@@ -160,9 +157,7 @@ with left.container(border=True):
     try:
         from embedviz.figures import confusion_figure
 
-        matrix, names_cm = cached.confusion(
-            *common, cm_model, view.whisper_mode, view.init_seed, cm_layer, view.pooling, ready[cm_model][0]
-        )
+        matrix, names_cm = cached.confusion(dataclasses.replace(ready[cm_model], layers=(cm_layer,)))
         fig = confusion_figure(matrix, names_cm, title=f"{labels[cm_model]} · layer {cm_layer} · 5-NN predictions")
         fig.update_layout(width=None)
         st.plotly_chart(fig, key="la_confusion", config={"displaylogo": False})
@@ -197,8 +192,7 @@ with right.container(border=True):
     try:
         from embedviz.figures import cka_figure
 
-        spec = tuple((m, ready[m][1], ready[m][0]) for m in pair)
-        df = cached.cka(*common, spec, view.whisper_mode, view.init_seed, view.pooling)
+        df = cached.cka(tuple(ready[m] for m in pair))
         if df.empty:
             st.info("Too few clips stored for every layer to compare.")
         else:
@@ -213,11 +207,4 @@ with right.container(border=True):
     except EmbedvizError as error:
         st.error(str(error))
 
-state.commit(view)
-widgets.sidebar(view, nav)
-explore_link.page_link(
-    widgets.EXPLORE_PAGE,
-    label="Change models, words or pooling on Explore",
-    icon=":material/tune:",
-    query_params=view.to_query_params(),
-)
+_finish(view, "Change models, words or pooling on Explore")

@@ -1,9 +1,13 @@
 """Cached calls into the library, keyed by plain values (strings, ints, tuples).
 
-Every function takes only hashable primitives, so Streamlit's cache keys are cheap and
-exact. Anything that reads the embedding store also takes ``token``: a fingerprint of
-the store entry's files (:func:`entry_token`), so a finished extraction or a deletion
-(by this session or any other) changes the key and the plots follow the store.
+Every function takes hashable primitives, or small frozen dataclasses of them (Streamlit
+hashes a dataclass as ``dataclasses.asdict``), so cache keys are cheap and exact: a
+:class:`ClipSelection` (which clips), a :class:`ModelSelection` (one model's embeddings
+of them) or a :class:`LayerSelection` (some of its layers, one pooling). Anything that
+reads the embedding store is keyed by a :class:`ModelSelection`, which carries ``token``:
+a fingerprint of the store entry's files (:func:`entry_token`), so a finished extraction
+or a deletion (by this session or any other) changes the key and the plots follow the
+store.
 
 Models are held by :func:`extractor` (``st.cache_resource``, at most
 ``$EMBEDVIZ_MAX_MODELS`` models, default 2); everything else is ``st.cache_data``.
@@ -31,7 +35,9 @@ if TYPE_CHECKING:
     from embedviz.datasets import SpeechCommandsDataset
     from embedviz.extractors.base import Extractor
     from embedviz.pipeline import Embeddings
+    from embedviz.reduction import ReductionSettings
     from embedviz.store import EmbeddingStore
+    from embedviz.viewstate import ViewSettings
 
 
 def max_models() -> int:
@@ -55,6 +61,10 @@ def get_store() -> EmbeddingStore:
     return EmbeddingStore(store_root())
 
 
+def _settings(model: str, whisper_mode: str, init_seed: int) -> ExtractionSettings:
+    return ExtractionSettings(model=model, whisper_mode=whisper_mode, seed=init_seed)  # type: ignore[arg-type]
+
+
 def entry_token(model: str, whisper_mode: str, init_seed: int) -> str:
     """Fingerprint of what the store holds for a model and options (names, sizes, mtimes).
 
@@ -63,7 +73,7 @@ def entry_token(model: str, whisper_mode: str, init_seed: int) -> str:
     """
     from embedviz.catalogue import model_identity, model_spec
 
-    settings = ExtractionSettings(model=model, whisper_mode=whisper_mode, seed=init_seed)  # type: ignore[arg-type]
+    settings = _settings(model, whisper_mode, init_seed)
     store = get_store()
     key = model_identity(model, seed=init_seed)
     entry = store.entry(key, settings.numeric_options(model_spec(model).family))
@@ -119,6 +129,24 @@ def sample(root: str, words: tuple[str, ...], n: int, seed: int) -> pd.DataFrame
     if not words:
         return manifest(root).iloc[0:0]
     return dataset(root).sample(list(words), n, seed=seed)
+
+
+@dataclass(frozen=True)
+class ClipSelection:
+    """Which clips a view uses: ``n`` per word of ``words`` from the dataset at ``root``."""
+
+    root: str
+    words: tuple[str, ...]
+    n: int
+    seed: int
+
+    @classmethod
+    def of(cls, view: ViewSettings) -> ClipSelection:
+        return cls(view.dataset, tuple(view.words), view.samples, view.seed)
+
+    def sample(self) -> pd.DataFrame:
+        """The clips themselves (cached by the module's :func:`sample`)."""
+        return sample(self.root, self.words, self.n, self.seed)
 
 
 # ---------------------------------------------------------------------- models
@@ -231,42 +259,63 @@ def extractor(name: str, whisper_mode: str, init_seed: int, device: str = "auto"
 # ---------------------------------------------------------------------- embeddings
 
 
-def _settings(model: str, whisper_mode: str, init_seed: int) -> ExtractionSettings:
-    return ExtractionSettings(model=model, whisper_mode=whisper_mode, seed=init_seed)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class ModelSelection:
+    """One model's embeddings of a clip selection, as the store holds them now.
+
+    ``token`` is the store entry's fingerprint (:func:`entry_token`): part of every cache
+    key built from this object, so a finished extraction or a deletion changes the key.
+    """
+
+    clips: ClipSelection
+    model: str
+    whisper_mode: str
+    init_seed: int
+    token: str
+
+    @classmethod
+    def of(cls, view: ViewSettings, model: str) -> ModelSelection:
+        """``model`` with the view's clips and options; reads the store's token now (uncached)."""
+        token = entry_token(model, view.whisper_mode, view.init_seed)
+        return cls(ClipSelection.of(view), model, view.whisper_mode, view.init_seed, token)
+
+    @property
+    def settings(self) -> ExtractionSettings:
+        return _settings(self.model, self.whisper_mode, self.init_seed)
+
+
+@dataclass(frozen=True)
+class LayerSelection:
+    """Stored vectors of some layers of one model for a clip selection, with one pooling."""
+
+    source: ModelSelection
+    layers: tuple[str, ...]
+    pooling: str
+
+    @property
+    def clips(self) -> ClipSelection:
+        return self.source.clips
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def missing_count(
-    root: str, words: tuple[str, ...], n: int, seed: int, model: str, whisper_mode: str, init_seed: int, token: str
-) -> tuple[int, int]:
+def missing_count(sel: ModelSelection) -> tuple[int, int]:
     """``(clips Extract would compute, clips in the sample)`` for one model."""
     from embedviz.pipeline import missing_clips
 
-    m = sample(root, words, n, seed)
+    m = sel.clips.sample()
     if m.empty:
         return 0, 0
-    todo = missing_clips(m, _settings(model, whisper_mode, init_seed), get_store())
+    todo = missing_clips(m, sel.settings, get_store())
     return len(todo), len(m)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def layer_embeddings(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    model: str,
-    whisper_mode: str,
-    init_seed: int,
-    layers: tuple[str, ...],
-    pooling: str,
-    token: str,
-) -> dict[str, Embeddings]:
-    """Stored vectors of ``layers`` for the sample (clips not stored are left out)."""
+def layer_embeddings(sel: LayerSelection) -> dict[str, Embeddings]:
+    """Stored vectors of ``sel.layers`` for the sample (clips not stored are left out)."""
     from embedviz.pipeline import load_layers
 
-    m = sample(root, words, n, seed)
-    return load_layers(m, _settings(model, whisper_mode, init_seed), get_store(), layers=list(layers), pooling=pooling)
+    m = sel.clips.sample()
+    return load_layers(m, sel.source.settings, get_store(), layers=list(sel.layers), pooling=sel.pooling)
 
 
 def _common_rows(embs: dict[str, Embeddings], layers: Sequence[str]) -> tuple[list[np.ndarray], pd.DataFrame]:
@@ -284,25 +333,18 @@ def _common_rows(embs: dict[str, Embeddings], layers: Sequence[str]) -> tuple[li
     return blocks, clips
 
 
-def layer_matrix(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    model: str,
-    whisper_mode: str,
-    init_seed: int,
-    layers: tuple[str, ...],
-    pooling: str,
-    token: str,
-) -> tuple[np.ndarray, pd.DataFrame]:
+def _layer_blocks(sel: LayerSelection) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """:func:`_common_rows` of the selection's stored layers."""
+    return _common_rows(layer_embeddings(sel), list(sel.layers))
+
+
+def layer_matrix(sel: LayerSelection) -> tuple[np.ndarray, pd.DataFrame]:
     """One layer's matrix, or several layers concatenated (each block z-scored and
     scaled by 1/sqrt(width) so no layer dominates), with the clips of its rows."""
     from embedviz.reduction import concatenate_layers
 
-    embs = layer_embeddings(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
-    blocks, clips = _common_rows(embs, list(layers))
-    if len(layers) == 1:
+    blocks, clips = _layer_blocks(sel)
+    if len(sel.layers) == 1:
         return blocks[0], clips
     if len(clips) == 0:
         return np.zeros((0, 0), np.float32), clips
@@ -323,34 +365,18 @@ class PanelData:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def panel(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    model: str,
-    whisper_mode: str,
-    init_seed: int,
-    layers: tuple[str, ...],
-    pooling: str,
-    token: str,
-    method: str,
-    dims: int,
-    reduction_seed: int,
-    preprocess: str,
-) -> PanelData:
+def panel(sel: LayerSelection, reduction: ReductionSettings) -> PanelData:
     """Projection and separability numbers of one model x layer (or concatenated layers).
 
     The numbers (k-NN accuracy, silhouette) come from the original space, never from
     the 2D/3D picture.
     """
-    from embedviz.reduction import ReductionSettings, reduce
+    from embedviz.reduction import reduce
 
-    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
-    total = len(sample(root, words, n, seed))
-    numbers = _numbers(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
-    settings = ReductionSettings(method=method, n_components=dims, seed=reduction_seed, preprocess=preprocess)  # type: ignore[arg-type]
-    coords = reduce(X, settings).coords
+    X, clips = layer_matrix(sel)
+    total = len(sel.clips.sample())
+    numbers = _numbers(sel)
+    coords = reduce(X, reduction).coords
     return PanelData(
         coords=coords,
         clips=clips,
@@ -363,45 +389,21 @@ def panel(
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _numbers(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    model: str,
-    whisper_mode: str,
-    init_seed: int,
-    layers: tuple[str, ...],
-    pooling: str,
-    token: str,
-) -> dict[str, Any]:
+def _numbers(sel: LayerSelection) -> dict[str, Any]:
     # Separate from `panel` so switching PCA / t-SNE / UMAP does not recompute them.
     from embedviz.metrics import layer_metrics
 
-    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
-    return layer_metrics(X, clips["word"].to_numpy(), clips["speaker"].to_numpy(), seed=seed, probe=False)
+    X, clips = layer_matrix(sel)
+    return layer_metrics(X, clips["word"].to_numpy(), clips["speaker"].to_numpy(), seed=sel.clips.seed, probe=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def neighbours(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    model: str,
-    whisper_mode: str,
-    init_seed: int,
-    layers: tuple[str, ...],
-    pooling: str,
-    token: str,
-    clip_id: str,
-    k: int = 5,
-) -> pd.DataFrame:
+def neighbours(sel: LayerSelection, clip_id: str, k: int = 5) -> pd.DataFrame:
     """The ``k`` nearest other clips to ``clip_id`` by cosine distance in the original
     embedding space (not the picture). Empty if the clip is not in this panel."""
     from embedviz.metrics import nearest_neighbours
 
-    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
+    X, clips = layer_matrix(sel)
     hits = np.flatnonzero(clips["clip_id"].to_numpy() == clip_id)
     if len(hits) == 0 or len(clips) < 2:
         return clips.iloc[0:0].assign(distance=[])
@@ -413,67 +415,36 @@ def neighbours(
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def analysis_table(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    model: str,
-    whisper_mode: str,
-    init_seed: int,
-    layers: tuple[str, ...],
-    pooling: str,
-    token: str,
-) -> pd.DataFrame:
-    """:func:`embedviz.metrics.metrics_table` over ``layers`` (clips stored for all of them)."""
+def analysis_table(sel: LayerSelection) -> pd.DataFrame:
+    """:func:`embedviz.metrics.metrics_table` over ``sel.layers`` (clips stored for all of them)."""
     from embedviz.metrics import metrics_table
 
-    embs = layer_embeddings(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
-    blocks, clips = _common_rows(embs, list(layers))
+    blocks, clips = _layer_blocks(sel)
     if len(clips) == 0:
         return pd.DataFrame()
     return metrics_table(
-        dict(zip(layers, blocks, strict=True)),
+        dict(zip(sel.layers, blocks, strict=True)),
         clips["word"].to_numpy(),
         clips["speaker"].to_numpy(),
-        seed=seed,
-        model=model,
+        seed=sel.clips.seed,
+        model=sel.source.model,
     )
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def confusion(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    model: str,
-    whisper_mode: str,
-    init_seed: int,
-    layer: str,
-    pooling: str,
-    token: str,
-) -> tuple[np.ndarray, list[str]]:
+def confusion(sel: LayerSelection) -> tuple[np.ndarray, list[str]]:
+    """5-NN word confusion of one layer (``sel.layers`` holds exactly one)."""
     from embedviz.metrics import knn_confusion
 
-    X, clips = layer_matrix(root, words, n, seed, model, whisper_mode, init_seed, (layer,), pooling, token)
+    X, clips = layer_matrix(sel)
     return knn_confusion(X, clips["word"].to_numpy())
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def cka(
-    root: str,
-    words: tuple[str, ...],
-    n: int,
-    seed: int,
-    models: tuple[tuple[str, tuple[str, ...], str], ...],
-    whisper_mode: str,
-    init_seed: int,
-    pooling: str,
-) -> pd.DataFrame:
+def cka(selections: tuple[LayerSelection, ...]) -> pd.DataFrame:
     """Linear CKA between layers: of one model (square), or rows of model A x columns of model B.
 
-    ``models`` is ``((model, layers, token), ...)`` with one or two models. Only clips
+    ``selections`` holds one or two models' layers (same clips and pooling). Only clips
     stored for every layer of every model are used.
     """
     from embedviz.metrics import cka_matrix
@@ -482,10 +453,9 @@ def cka(
     per_model: list[tuple[str, list[str]]] = []
     clip_sets: list[set[str]] = []
     loaded = []
-    for model, layers, token in models:
-        embs = layer_embeddings(root, words, n, seed, model, whisper_mode, init_seed, layers, pooling, token)
-        blocks, clips = _common_rows(embs, list(layers))
-        loaded.append((model, layers, blocks, clips))
+    for sel in selections:
+        blocks, clips = _layer_blocks(sel)
+        loaded.append((sel.source.model, sel.layers, blocks, clips))
         clip_sets.append(set(clips["clip_id"]))
     common = set.intersection(*clip_sets) if clip_sets else set()
     for index, (model, layers, blocks, clips) in enumerate(loaded):

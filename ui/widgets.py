@@ -6,13 +6,17 @@ import math
 import mimetypes
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
 from embedviz.errors import EmbedvizError
 from embedviz.viewstate import ViewSettings
-from ui import cached
+from ui import cached, state
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
 
 JOB_KEY = "_ev_job"
 REPORTS_KEY = "_ev_last_job"
@@ -69,9 +73,28 @@ NAV = (
 )
 
 
-def nav_slot():
+def nav_slot() -> DeltaGenerator:
     """A container at the top of the sidebar, filled by :func:`sidebar` once the view is final."""
     return st.sidebar.container()
+
+
+def page_start(*, need_dataset: bool = True) -> tuple[ViewSettings, pd.DataFrame | None, DeltaGenerator]:
+    """The start of every page: the sidebar's link slot, the view and its dataset.
+
+    Returns ``(view, words table, nav slot)``. If the view cannot be read, or (with
+    ``need_dataset``) no dataset can be opened, the error is shown with the sidebar and
+    the run stops here; without ``need_dataset`` the words table may be None.
+    """
+    nav = nav_slot()
+    view = state.view_or_error()
+    if view is None:
+        sidebar(ViewSettings(), nav)
+        st.stop()
+    view, words_df = open_view_dataset(view)
+    if words_df is None and need_dataset:
+        sidebar(view, nav)
+        st.stop()
+    return view, words_df, nav
 
 
 def sidebar(view: ViewSettings, slot=None) -> None:
