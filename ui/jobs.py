@@ -85,7 +85,9 @@ class JobStatus:
         """Overall progress: finished models plus the current model's share."""
         if self.n_tasks <= 0:
             return 1.0
-        current = self.event.fraction if self.event is not None and self.event.stage == "extracting" else 0.0
+        # A download is most of a first run's wait for a pretrained model: show it too.
+        shown = ("extracting", "downloading")
+        current = self.event.fraction if self.event is not None and self.event.stage in shown else 0.0
         return min(1.0, (len(self.reports) + len(self.errors) + current) / self.n_tasks)
 
 

@@ -172,6 +172,8 @@ def _progress_text(snap) -> str:
         return f"{prefix}: checking the store…"
     if event.stage == "loading model":
         return f"{prefix}: loading the model…"
+    if event.stage == "downloading":
+        return f"{prefix}: downloading the model · {event.message} · {format_eta(event.eta_s)} left"
     if event.stage == "waiting":
         return f"{prefix}: waiting for another session's extraction of this model…"
     return f"{prefix}: {event.done}/{event.total} clips · {format_eta(event.eta_s)} left"
