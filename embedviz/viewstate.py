@@ -55,6 +55,8 @@ METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
 PREPROCESS: tuple[str, ...] = ("none", "standardize", "sphereize")
 LAYER_MODES: tuple[str, ...] = ("individual", "concatenate")
 COLOR_BY: tuple[str, ...] = ("word", "speaker")
+#: Procrustes alignment of one model's layer panels to their neighbours (individual mode).
+ALIGN: tuple[str, ...] = ("on", "off")
 ANALYSIS_METRICS: tuple[str, ...] = ("knn_accuracy", "speaker_disjoint_knn", "silhouette", "probe_accuracy")
 CKA_MODES: tuple[str, ...] = ("within", "across")
 
@@ -76,6 +78,8 @@ class ViewSettings:
         method, dims, preprocess: the projection (see :class:`embedviz.reduction.ReductionSettings`).
         layer_mode: ``individual`` (one plot per model x layer) or ``concatenate`` (one per model).
         color_by: ``word`` or ``speaker``.
+        align: ``on`` rotates each layer's projection onto the previous layer's (Procrustes),
+            so clusters keep their place from panel to panel; ``off`` shows raw projections.
         whisper_mode: ``padded`` or ``crop`` (Whisper models only).
         clip: the clip picked in a plot (Explore), ``""`` for none.
         metric: the layer-curve metric (Layer analysis).
@@ -97,6 +101,7 @@ class ViewSettings:
     preprocess: str = "none"
     layer_mode: str = "individual"
     color_by: str = "word"
+    align: str = "on"
     whisper_mode: str = "padded"
     clip: str = ""
     metric: str = "knn_accuracy"
@@ -104,6 +109,21 @@ class ViewSettings:
     cm_layer: str = ""
     cka_mode: str = "within"
     cka_models: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from embedviz.errors import ConfigError
+
+        choices = {
+            "method": METHODS, "preprocess": PREPROCESS, "layer_mode": LAYER_MODES, "color_by": COLOR_BY,
+            "align": ALIGN, "whisper_mode": WHISPER_MODES, "metric": ANALYSIS_METRICS, "cka_mode": CKA_MODES,
+        }
+        for name, options in choices.items():
+            if getattr(self, name) not in options:
+                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
+        if self.dims not in (2, 3):
+            raise ConfigError(f"dims must be 2 or 3, got {self.dims!r}")
+        if not 1 <= int(self.samples) <= MAX_SAMPLES:
+            raise ConfigError(f"samples per word must be between 1 and {MAX_SAMPLES}, got {self.samples!r}")
 
     # ------------------------------------------------------------------ helpers
 
@@ -176,6 +196,7 @@ class ViewSettings:
             ("pre", self.preprocess, default.preprocess),
             ("mode", self.layer_mode, default.layer_mode),
             ("color", self.color_by, default.color_by),
+            ("align", self.align, default.align),
             ("whisper", self.whisper_mode, default.whisper_mode),
             ("clip", self.clip, default.clip),
             ("metric", self.metric, default.metric),
@@ -319,6 +340,7 @@ class ViewSettings:
         values["preprocess"] = get.choice("pre", "preprocessing", PREPROCESS, default.preprocess)
         values["layer_mode"] = get.choice("mode", "layer mode", LAYER_MODES, default.layer_mode)
         values["color_by"] = get.choice("color", "colour by", COLOR_BY, default.color_by)
+        values["align"] = get.choice("align", "layer alignment", ALIGN, default.align)
         values["whisper_mode"] = get.choice("whisper", "Whisper mode", WHISPER_MODES, default.whisper_mode)
         values["metric"] = get.choice("metric", "metric", ANALYSIS_METRICS, default.metric)
         values["cka_mode"] = get.choice("cka", "CKA mode", CKA_MODES, default.cka_mode)
@@ -370,6 +392,7 @@ _KNOWN_KEYS = frozenset(
         "pre",
         "mode",
         "color",
+        "align",
         "whisper",
         "clip",
         "metric",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import streamlit as st
 
 from embedviz.errors import EmbedvizError
@@ -243,6 +244,16 @@ with bottom_right.container(border=True):
         layer_mode = st.segmented_control(
             "Layers", list(MODES), key="ex_mode", required=True, wrap=True, format_func=MODES.get
         )
+        if layer_mode == "individual":
+            state.seed("ex_align", view.align == "on")
+            align = st.toggle(
+                "Align layers",
+                key="ex_align",
+                help="Rotate each layer's projection onto the previous layer's (orthogonal Procrustes) so "
+                "clusters keep their place from one panel to the next. Distances are unchanged.",
+            )
+        else:
+            align = view.align == "on"
         state.seed("ex_color", view.color_by)
         color_by = st.segmented_control("Colour by", ["word", "speaker"], key="ex_color", required=True, wrap=True)
 
@@ -265,6 +276,7 @@ new_view = new_view.replace(
     pooling=pooling,
     layer_mode=layer_mode,
     color_by=color_by,
+    align="on" if align else "off",
     clip=st.session_state[CLIP_KEY],
 )
 state.commit(new_view)
@@ -343,8 +355,10 @@ if plotted and word_tuple and status:
     results, side = st.columns([3, 1], gap="medium")
     spaces: list[tuple[str, tuple[str, ...]]] = []
 
-    def _draw_panel(name: str, layers: tuple[str, ...]) -> None:
-        """One plot: projection of a model's layer (or concatenated layers) with its numbers."""
+    def _draw_panel(name: str, layers: tuple[str, ...], coords: np.ndarray | None = None) -> None:
+        """One plot: projection of a model's layer (or concatenated layers) with its numbers.
+
+        ``coords`` replaces the panel's own projection (the Procrustes-aligned one)."""
         label = cached.model_label(name)
         try:
             p = cached.panel(cached.LayerSelection(status[name][0], layers, view.pooling), reduction)
@@ -352,9 +366,10 @@ if plotted and word_tuple and status:
             st.error(f"{label} · {'+'.join(layers)}: {error}")
             return
         spaces.append((name, layers))
+        coords = p.coords if coords is None else coords
         title = title_for(label, "+".join(layers), view.pooling, reduction)
         fig = scatter_figure(
-            p.coords,
+            coords,
             p.clips["clip_id"],
             p.clips["word"],
             p.clips["speaker"],
@@ -375,7 +390,7 @@ if plotted and word_tuple and status:
             # Projection axes have no units worth a title in a small multiple.
             fig.update_xaxes(title_text=None)
             fig.update_yaxes(title_text=None)
-        widgets.mark_clip(fig, p.coords, p.clips["clip_id"].to_numpy(), view.clip)
+        widgets.mark_clip(fig, coords, p.clips["clip_id"].to_numpy(), view.clip)
         chart_key = f"plot::{name}::{'+'.join(layers)}"
         st.plotly_chart(
             fig,
@@ -387,9 +402,10 @@ if plotted and word_tuple and status:
         note = f" · {p.n_clips} of {p.n_clips + p.n_missing} clips stored" if p.n_missing else ""
         st.caption(
             f"k-NN accuracy **{widgets.fmt(p.knn)}** · silhouette **{widgets.fmt(p.silhouette)}** · "
-            f"chance {widgets.fmt(p.chance)}{note}",
+            f"chance {widgets.fmt(p.chance)} · trust {widgets.fmt(p.trust)}{note}",
             help="Leave-one-out 5-NN word accuracy and silhouette, both with cosine distance in the "
-            "original embedding space (not the picture).",
+            "original embedding space (not the picture). Trust is the projection's trustworthiness "
+            "(1 = the picture's 5 nearest neighbours are neighbours in the original space too).",
         )
 
     # Individual: a section per model, one plot per layer. Concatenated: one plot per model.
@@ -412,10 +428,17 @@ if plotted and word_tuple and status:
                 continue
             # 2 or 4 panels as 2 per row (no orphan), otherwise 3; 3D scenes need more room.
             n_cols = 2 if len(panels) in (2, 4) or view.dims == 3 else min(len(panels), 3)
+            aligned: list[np.ndarray | None] = [None] * len(panels)
+            if view.layer_mode == "individual" and view.align == "on" and len(panels) > 1:
+                sels = tuple(cached.LayerSelection(status[m][0], ls, view.pooling) for m, ls in panels)
+                try:
+                    aligned = list(cached.aligned_coords(sels, reduction))
+                except EmbedvizError:
+                    pass  # each panel reports its own error below
             cols = st.columns(n_cols)
             for i, (name, layers) in enumerate(panels):
                 with cols[i % n_cols]:
-                    _draw_panel(name, layers)
+                    _draw_panel(name, layers, aligned[i])
 
     with side:
         with st.container(border=True):

@@ -362,6 +362,7 @@ class PanelData:
     chance: float
     n_clips: int
     n_missing: int
+    trust: float = float("nan")
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -373,11 +374,14 @@ def panel(sel: LayerSelection, reduction: ReductionSettings) -> PanelData:
     """
     from embedviz.reduction import reduce
 
+    from embedviz.metrics import trustworthiness
+
     X, clips = layer_matrix(sel)
     total = len(sel.clips.sample())
     numbers = _numbers(sel)
     coords = reduce(X, reduction).coords
     return PanelData(
+        trust=trustworthiness(X, coords, n_neighbors=5, metric="cosine"),
         coords=coords,
         clips=clips,
         knn=numbers["knn_accuracy"],
@@ -386,6 +390,19 @@ def panel(sel: LayerSelection, reduction: ReductionSettings) -> PanelData:
         n_clips=len(clips),
         n_missing=total - len(clips),
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def aligned_coords(sels: tuple[LayerSelection, ...], reduction: ReductionSettings) -> list[np.ndarray]:
+    """Each layer panel's projection rotated onto the previous one's (orthogonal Procrustes),
+    so clusters keep their place from panel to panel. Panels over different clips (some
+    not stored for every layer) have nothing to align on and come back as they are."""
+    from embedviz.reduction import align_procrustes
+
+    panels = [panel(s, reduction) for s in sels]
+    if len({tuple(p.clips["clip_id"]) for p in panels}) != 1:
+        return [p.coords for p in panels]
+    return align_procrustes([p.coords for p in panels])
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -77,6 +77,10 @@ def test_url_sets_widgets_and_widget_changes_update_the_url(env) -> None:
     assert at.query_params["n"] == "6"
     # The URL keeps every other setting.
     assert at.query_params["dims"] == "3" and at.query_params["color"] == "speaker"
+    widget(at, "segmented_control", "ex_mode").set_value("individual").run()
+    assert widget(at, "toggle", "ex_align").value is True  # Procrustes alignment on by default
+    widget(at, "toggle", "ex_align").set_value(False).run()
+    assert at.query_params["align"] == "off"
     no_exception(at)
 
 

@@ -135,6 +135,7 @@ def test_defaults_for_layers_and_words() -> None:
         ({"pre": "whiten"}, "whiten", "preprocess", "none"),
         ({"mode": "stack"}, "stack", "layer_mode", "individual"),
         ({"color": "gender"}, "gender", "color_by", "word"),
+        ({"align": "maybe"}, "maybe", "align", "on"),
         ({"whisper": "long"}, "long", "whisper_mode", "padded"),
         ({"metric": "auc"}, "auc", "metric", "knn_accuracy"),
         ({"cka": "both"}, "both", "cka_mode", "within"),
@@ -288,3 +289,20 @@ def test_extraction_and_reduction_settings() -> None:
     assert (ext.model, ext.whisper_mode, ext.seed) == ("random-init:facebook/wav2vec2-base", "crop", 3)
     red = view.reduction_settings()
     assert (red.method, red.n_components, red.seed, red.preprocess) == ("tsne", 3, 5, "standardize")
+
+
+def test_align_round_trips_and_is_omitted_when_default() -> None:
+    off = ViewSettings(align="off")
+    assert off.to_query_params()["align"] == "off"
+    assert "align" not in ViewSettings().to_query_params()
+    parsed, warnings = parse(off.to_query_params())
+    assert parsed.align == "off" and warnings == []  # a key the URL writes is never "unknown"
+
+
+@pytest.mark.parametrize("field,value", [("align", "sideways"), ("method", "lda"), ("dims", 4), ("samples", 0),
+                                         ("color_by", "gender")])
+def test_invalid_settings_are_rejected_on_construction(field, value) -> None:
+    from embedviz.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field.split("_")[0]):
+        ViewSettings(**{field: value})
