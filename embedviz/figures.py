@@ -104,6 +104,12 @@ def _column(values: Sequence[Any] | ArrayLike, n: int, name: str) -> np.ndarray:
     return arr
 
 
+#: 2D clouds at least this large are drawn with WebGL (``Scattergl``); smaller ones with SVG.
+#: Browsers keep only about 16 live WebGL contexts per page and Plotly's Scattergl takes two
+#: per chart, so a layers x models grid of WebGL plots silently blanks its oldest panels.
+#: SVG is smooth up to a few thousand markers, so WebGL is kept for the clouds that need it.
+WEBGL_MIN_POINTS = 1000
+
 _HOVER = "clip %{customdata[0]}<br>word %{customdata[1]}<br>speaker %{customdata[2]}<extra></extra>"
 
 
@@ -138,7 +144,8 @@ def _scatter_traces(
         if three_d:
             traces.append(go.Scatter3d(x=coords[idx, 0], y=coords[idx, 1], z=coords[idx, 2], **common))
         else:
-            traces.append(go.Scattergl(x=coords[idx, 0], y=coords[idx, 1], **common))
+            cls = go.Scattergl if coords.shape[0] >= WEBGL_MIN_POINTS else go.Scatter
+            traces.append(cls(x=coords[idx, 0], y=coords[idx, 1], **common))
     return traces
 
 
@@ -164,7 +171,11 @@ def scatter_figure(
     title: str = "",
     colors: Mapping[str, str] | None = None,
 ) -> "go.Figure":
-    """Scatter of a 2D (``Scattergl``) or 3D (``Scatter3d``) projection.
+    """Scatter of a 2D or 3D (``Scatter3d``) projection.
+
+    2D uses WebGL (``Scattergl``) from :data:`WEBGL_MIN_POINTS` points on and SVG
+    (``Scatter``) below, so a page of many small panels stays within the browser's
+    WebGL context limit.
 
     One trace per word (or speaker, with ``color_by="speaker"``); hover shows clip, word
     and speaker; ``customdata[i] == [clip_id, word, speaker]``. Labels missing from

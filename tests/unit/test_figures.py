@@ -60,7 +60,7 @@ def test_word_colors_are_stable_and_distinct() -> None:
 def test_scatter_has_one_trace_per_word_and_carries_clip_ids(k: int) -> None:
     coords, clip_ids, words, speakers = sample(k=k)
     fig = scatter_figure(coords, clip_ids, words, speakers, title="t")
-    expected = go.Scatter3d if k == 3 else go.Scattergl
+    expected = go.Scatter3d if k == 3 else go.Scatter  # a small 2D cloud is SVG (see below)
     assert all(isinstance(t, expected) for t in fig.data)
     assert sorted(t.name for t in fig.data) == sorted(set(words))
     assert sum(len(t.x) for t in fig.data) == len(clip_ids)
@@ -193,3 +193,13 @@ def test_write_html_is_standalone(tmp_path: Path) -> None:
     assert re.search(r"plotly\.js v\d", text)  # the library itself is inlined
     assert not re.search(r"<script[^>]+src=", text)  # nothing is fetched from a CDN
     assert "clip-000" in text
+
+
+def test_large_2d_clouds_use_webgl_small_ones_svg() -> None:
+    from embedviz.figures import WEBGL_MIN_POINTS
+
+    rng = np.random.default_rng(0)
+    for n, cls in [(WEBGL_MIN_POINTS - 1, go.Scatter), (WEBGL_MIN_POINTS, go.Scattergl)]:
+        ids = [f"w/c{i}.wav" for i in range(n)]
+        fig = scatter_figure(rng.standard_normal((n, 2)), ids, ["a", "b"] * (n // 2) + ["a"] * (n % 2), ["s"] * n)
+        assert all(type(t) is cls for t in fig.data), (n, {type(t).__name__ for t in fig.data})
