@@ -239,7 +239,7 @@ def last_job_report() -> None:
 
 
 def mark_clip(fig, coords, clip_ids, clip_id: str) -> None:
-    """Ring the selected clip in a scatter figure (a non-clickable overlay trace)."""
+    """Ring the selected clip in a scatter figure (a non-clickable SVG overlay: no WebGL context)."""
     import numpy as np
     import plotly.graph_objects as go
 
@@ -252,7 +252,7 @@ def mark_clip(fig, coords, clip_ids, clip_id: str) -> None:
     if len(point) == 3:
         fig.add_trace(go.Scatter3d(x=[point[0]], y=[point[1]], z=[point[2]], **common))
     else:
-        fig.add_trace(go.Scattergl(x=[point[0]], y=[point[1]], **common))
+        fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], **common))
 
 
 def clip_card(clip: pd.Series, caption: str = "") -> None:
