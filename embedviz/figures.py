@@ -121,6 +121,7 @@ def _scatter_traces(
     color_by: str,
     colors: Mapping[str, str],
     shown_in_legend: set[str],
+    webgl: bool | None = None,
 ) -> list[Any]:
     import plotly.graph_objects as go
 
@@ -144,7 +145,8 @@ def _scatter_traces(
         if three_d:
             traces.append(go.Scatter3d(x=coords[idx, 0], y=coords[idx, 1], z=coords[idx, 2], **common))
         else:
-            cls = go.Scattergl if coords.shape[0] >= WEBGL_MIN_POINTS else go.Scatter
+            use_webgl = coords.shape[0] >= WEBGL_MIN_POINTS if webgl is None else webgl
+            cls = go.Scattergl if use_webgl else go.Scatter
             traces.append(cls(x=coords[idx, 0], y=coords[idx, 1], **common))
     return traces
 
@@ -170,12 +172,14 @@ def scatter_figure(
     color_by: ColorBy = "word",
     title: str = "",
     colors: Mapping[str, str] | None = None,
+    webgl: bool | None = None,
 ) -> "go.Figure":
     """Scatter of a 2D or 3D (``Scatter3d``) projection.
 
     2D uses WebGL (``Scattergl``) from :data:`WEBGL_MIN_POINTS` points on and SVG
     (``Scatter``) below, so a page of many small panels stays within the browser's
-    WebGL context limit.
+    WebGL context limit; ``webgl`` True/False forces one or the other (a page with many
+    large panels should pass False).
 
     One trace per word (or speaker, with ``color_by="speaker"``); hover shows clip, word
     and speaker; ``customdata[i] == [clip_id, word, speaker]``. Labels missing from
@@ -190,7 +194,7 @@ def scatter_figure(
     w = _column(words, n, "words")
     s = _column(speakers, n, "speakers")
     palette = _resolve_colors(w if color_by == "word" else s, colors)
-    fig = go.Figure(_scatter_traces(arr, ids, w, s, color_by, palette, set()))
+    fig = go.Figure(_scatter_traces(arr, ids, w, s, color_by, palette, set(), webgl))
     fig.update_layout(
         title={"text": title},
         legend={"title": {"text": color_by}, "itemsizing": "constant"},

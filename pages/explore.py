@@ -36,6 +36,9 @@ METHODS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 PREPROCESS = {"none": "none", "standardize": "standardize", "sphereize": "sphereize"}
 MODES = {"individual": "one per layer", "concatenate": "concatenated"}
 CLIP_KEY = "ex_clip"
+#: Browsers keep about 16 WebGL contexts per page and Plotly's Scattergl takes two per plot:
+#: past this many plots on the page, every plot is drawn as SVG.
+MAX_WEBGL_PANELS = 6
 CLIP_SPACE_KEY = "_ev_clip_space"
 
 widgets.collect_finished_job()
@@ -351,7 +354,8 @@ if plotted and word_tuple and status:
     from embedviz.figures import scatter_figure, title_for, word_colors
 
     reduction = view.reduction_settings()
-    colors = word_colors(word_tuple) if view.color_by == "word" else None
+    # Colours from the dataset's whole word list: a word keeps its colour whatever else is chosen.
+    colors = word_colors(words_df["word"]) if view.color_by == "word" else None
     results, side = st.columns([3, 1], gap="medium")
     spaces: list[tuple[str, tuple[str, ...]]] = []
 
@@ -377,6 +381,7 @@ if plotted and word_tuple and status:
             # model / layer and pooling / projection on three lines: narrow panels cut long titles.
             title="<br>".join(title.split(" · ", 1)).replace(" pooling · ", " pooling<br>", 1),
             colors=colors,
+            webgl=None if n_panels <= MAX_WEBGL_PANELS else False,
         )
         fig.update_layout(
             height=440,
@@ -414,15 +419,19 @@ if plotted and word_tuple and status:
         sections = [(cached.model_label(m), [(m, (layer,)) for layer in layers_by_model[m]]) for m in plotted]
     else:
         sections = [("Layers concatenated", [(m, layers_by_model[m]) for m in plotted])]
+    n_panels = sum(len(panels) for _, panels in sections)
     with results:
         for header, panels in sections:
             st.markdown(f"#### {header}")
             for name in dict.fromkeys(m for m, _ in panels):
                 if name in status and name not in extracted:
-                    st.info(
-                        f"{cached.model_label(name)}: not extracted yet; press **Extract** to compute "
-                        f"{status[name][2]} clip(s)."
-                    )
+                    if widgets.job_running():
+                        st.info(f"{cached.model_label(name)}: extracting… (progress above); plots appear when done.")
+                    else:
+                        st.info(
+                            f"{cached.model_label(name)}: not extracted yet; press **Extract** to compute "
+                            f"{status[name][2]} clip(s)."
+                        )
             panels = [(m, ls) for m, ls in panels if m in extracted]
             if not panels:
                 continue

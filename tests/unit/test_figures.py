@@ -203,3 +203,9 @@ def test_large_2d_clouds_use_webgl_small_ones_svg() -> None:
         ids = [f"w/c{i}.wav" for i in range(n)]
         fig = scatter_figure(rng.standard_normal((n, 2)), ids, ["a", "b"] * (n // 2) + ["a"] * (n % 2), ["s"] * n)
         assert all(type(t) is cls for t in fig.data), (n, {type(t).__name__ for t in fig.data})
+
+
+def test_webgl_can_be_forced_off_or_on() -> None:
+    coords, clip_ids, words, speakers = sample(k=2)
+    assert all(type(t) is go.Scattergl for t in scatter_figure(coords, clip_ids, words, speakers, webgl=True).data)
+    assert all(type(t) is go.Scatter for t in scatter_figure(coords, clip_ids, words, speakers, webgl=False).data)
