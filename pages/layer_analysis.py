@@ -106,18 +106,10 @@ with st.container(border=True):
         from embedviz.figures import layer_curve_figure
 
         st.plotly_chart(layer_curve_figure(full, metric), key="la_curve", config={"displaylogo": False})
-        shown = full[
-            [
-                "model",
-                "layer",
-                "knn_accuracy",
-                "speaker_disjoint_knn",
-                "silhouette",
-                "probe_accuracy",
-                "chance",
-                "n_clips",
-            ]
-        ]
+        from embedviz.metrics import METRIC_COLUMNS
+
+        # Depth is the curve's x axis and the word count is in the summary line above.
+        shown = full[["model", "layer", *(c for c in METRIC_COLUMNS if c not in ("depth", "n_words"))]]
         best = [
             part.loc[part[metric].idxmax()] for _, part in full.dropna(subset=[metric]).groupby("model", sort=False)
         ]
