@@ -231,6 +231,14 @@ class Projection:
     def n_points(self) -> int:
         return int(self.coords.shape[0])
 
+    def describe(self) -> str:
+        """Title label with the parameters actually used (perplexity and n_neighbors are
+        clipped for small samples, so the requested values would misstate the picture)."""
+        from dataclasses import replace
+
+        used = {k: self.params[k] for k in ("perplexity", "n_neighbors") if k in self.params}
+        return replace(self.settings, **used).describe() if used else self.settings.describe()
+
     def transform(self, X_new: ArrayLike) -> np.ndarray:
         """Place new points (same width as the training data) into this projection.
 

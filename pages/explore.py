@@ -371,7 +371,7 @@ if plotted and word_tuple and status:
             return
         spaces.append((name, layers))
         coords = p.coords if coords is None else coords
-        title = title_for(label, "+".join(layers), view.pooling, reduction)
+        title = title_for(label, "+".join(layers), view.pooling, p.projection or reduction)
         fig = scatter_figure(
             coords,
             p.clips["clip_id"],

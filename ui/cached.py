@@ -363,6 +363,7 @@ class PanelData:
     n_clips: int
     n_missing: int
     trust: float = float("nan")
+    projection: str = ""  # e.g. "t-SNE 2D (perplexity 5.67, seed 0)": the parameters actually used
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -379,9 +380,11 @@ def panel(sel: LayerSelection, reduction: ReductionSettings) -> PanelData:
     X, clips = layer_matrix(sel)
     total = len(sel.clips.sample())
     numbers = _numbers(sel)
-    coords = reduce(X, reduction).coords
+    projection = reduce(X, reduction)
+    coords = projection.coords
     return PanelData(
         trust=trustworthiness(X, coords, n_neighbors=5, metric="cosine"),
+        projection=projection.describe(),
         coords=coords,
         clips=clips,
         knn=numbers["knn_accuracy"],

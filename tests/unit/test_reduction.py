@@ -300,3 +300,10 @@ def test_procrustes_checks_shapes() -> None:
     with pytest.raises(ConfigError, match="shape"):
         align_procrustes([np.ones((5, 2)), np.ones((4, 2))])
     assert align_procrustes([]) == []
+
+
+def test_projection_title_states_the_clipped_parameters() -> None:
+    X = np.random.default_rng(0).standard_normal((10, 5))
+    proj = reduce(X, ReductionSettings(method="tsne", perplexity=30))
+    assert "perplexity 30" in proj.settings.describe()
+    assert "perplexity 3" in proj.describe() and "perplexity 30" not in proj.describe()
