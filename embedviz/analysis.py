@@ -54,8 +54,11 @@ def analyse_entry(
     reduction: str = "pca",
     k: int = 5,
     seed: int = 0,
+    probe: bool = True,
 ) -> pd.DataFrame:
     """One row of separability metrics per stored layer; optionally writes HTML figures.
+
+    ``probe=False`` skips the cross-validated linear probe (most of the time on big sets).
 
     Figures: the layer curve, a grid of per-layer projections (aligned with Procrustes),
     the k-NN confusion matrix of the best layer, and the CKA matrix between layers.
@@ -67,7 +70,7 @@ def analyse_entry(
     if len(clips) < 3:
         raise ConfigError(f"only {len(clips)} stored clips match; need at least 3 to analyse")
     table = metrics.metrics_table(aligned, clips["word"].to_numpy(), clips["speaker"].to_numpy(),
-                                  k=k, seed=seed, model=settings.model)
+                                  k=k, seed=seed, model=settings.model, probe=probe)
     table.insert(2, "pooling", pooling)
     if figures_dir is not None:
         write_figures(Path(figures_dir), settings.model, aligned, clips, table, pooling=pooling,

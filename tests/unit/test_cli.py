@@ -57,6 +57,10 @@ def test_extract_twice_then_export_and_analyse(cache: Path, tmp_path: Path, caps
     assert {"knn_accuracy", "silhouette", "probe_accuracy"} <= set(table.columns)
     assert table["knn_accuracy"].between(0, 1).all()
     assert "knn_accuracy" in capsys.readouterr().out
+    fast = tmp_path / "fast.csv"
+    assert main(["analyse", "--cache", str(cache), "--model", "baseline:mel", "--out", str(fast), "--no-probe"]) == 0
+    quick = pd.read_csv(fast)
+    assert quick["probe_accuracy"].isna().all() and quick["knn_accuracy"].equals(table["knn_accuracy"])
     assert sorted(p.name for p in figures.glob("*.html")) == ["cka.html", "confusion.html", "layer_curve.html",
                                                             "projections.html"]
 
