@@ -77,27 +77,34 @@ def _check_family(family: str, variant: str) -> None:
         raise ValueError(f"unknown variant {variant!r} for {family}; expected one of {VARIANTS[family]}")
 
 
-def tiny_config(family: str, variant: str = "") -> Any:
-    """The transformers config object of the tiny ``family`` model (no weights)."""
+def tiny_config(family: str, variant: str = "", **overrides: Any) -> Any:
+    """The transformers config object of the tiny ``family`` model (no weights).
+
+    ``overrides`` replace constructor arguments (derived sizes such as DAC's hop length
+    follow them), for tests that need another shape.
+    """
     _check_family(family, variant)
     if family == "wav2vec2":
         from transformers import Wav2Vec2Config
 
         if variant == "layer":
-            return Wav2Vec2Config(**_SSL_COMMON, feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
-        return Wav2Vec2Config(**_SSL_COMMON, feat_extract_norm="group", do_stable_layer_norm=False)
+            return Wav2Vec2Config(**{**_SSL_COMMON, "feat_extract_norm": "layer", "do_stable_layer_norm": True,
+                                     "conv_bias": True, **overrides})
+        return Wav2Vec2Config(**{**_SSL_COMMON, "feat_extract_norm": "group", "do_stable_layer_norm": False,
+                                 **overrides})
     if family == "hubert":
         from transformers import HubertConfig
 
-        return HubertConfig(**_SSL_COMMON, feat_extract_norm="group", feat_proj_layer_norm=True)
+        return HubertConfig(**{**_SSL_COMMON, "feat_extract_norm": "group", "feat_proj_layer_norm": True, **overrides})
     if family == "wavlm":
         from transformers import WavLMConfig
 
-        return WavLMConfig(**_SSL_COMMON, feat_extract_norm="group", num_buckets=16, max_bucket_distance=64)
+        return WavLMConfig(**{**_SSL_COMMON, "feat_extract_norm": "group", "num_buckets": 16,
+                              "max_bucket_distance": 64, **overrides})
     if family == "whisper":
         from transformers import WhisperConfig
 
-        return WhisperConfig(
+        return WhisperConfig(**{**dict(
             vocab_size=64,
             num_mel_bins=80,
             d_model=32,
@@ -115,11 +122,11 @@ def tiny_config(family: str, variant: str = "") -> Any:
             decoder_start_token_id=1,
             begin_suppress_tokens=None,
             suppress_tokens=None,
-        )
+        ), **overrides})
     from transformers import DacConfig
 
     # hidden_size is derived: encoder_hidden_size * 2**len(downsampling_ratios) = 8 * 16 = 128.
-    return DacConfig(
+    return DacConfig(**{**dict(
         encoder_hidden_size=8,
         downsampling_ratios=[2, 4, 5, 8],
         decoder_hidden_size=32,
@@ -127,12 +134,13 @@ def tiny_config(family: str, variant: str = "") -> Any:
         codebook_size=64,
         codebook_dim=8,
         sampling_rate=16000,
-    )
+    ), **overrides})
 
 
-def tiny_preprocessor(family: str, variant: str = "") -> Any:
-    """The feature extractor (preprocessor) matching :func:`tiny_config`."""
+def tiny_preprocessor(family: str, variant: str = "", config: Any = None) -> Any:
+    """The feature extractor (preprocessor) matching :func:`tiny_config` (or ``config``)."""
     _check_family(family, variant)
+    config = config if config is not None else tiny_config(family, variant)
     if family in ("wav2vec2", "hubert", "wavlm"):
         from transformers import Wav2Vec2FeatureExtractor
 
@@ -146,13 +154,13 @@ def tiny_preprocessor(family: str, variant: str = "") -> Any:
     if family == "whisper":
         from transformers import WhisperFeatureExtractor
 
-        return WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
+        return WhisperFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=16000)
     from transformers import DacFeatureExtractor
 
-    return DacFeatureExtractor(feature_size=1, sampling_rate=16000, hop_length=320)
+    return DacFeatureExtractor(feature_size=1, sampling_rate=config.sampling_rate, hop_length=config.hop_length)
 
 
-def build_tiny_model(family: str, variant: str = "", *, seed: int = SEED) -> Any:
+def build_tiny_model(family: str, variant: str = "", *, seed: int = SEED, **overrides: Any) -> Any:
     """A seeded, randomly initialised tiny model of ``family`` in eval mode.
 
     The class is the one real checkpoints are saved with, so loading exercises the same
@@ -161,7 +169,7 @@ def build_tiny_model(family: str, variant: str = "", *, seed: int = SEED) -> Any
     """
     import torch
 
-    config = tiny_config(family, variant)
+    config = tiny_config(family, variant, **overrides)
     torch.manual_seed(seed)
     if family == "wav2vec2":
         from transformers import Wav2Vec2ForCTC, Wav2Vec2Model
@@ -186,7 +194,7 @@ def build_tiny_model(family: str, variant: str = "", *, seed: int = SEED) -> Any
     return model.eval()
 
 
-def save_tiny_model(family: str, out_dir: Path, *, variant: str = "", seed: int = SEED) -> Path:
+def save_tiny_model(family: str, out_dir: Path, *, variant: str = "", seed: int = SEED, **overrides: Any) -> Path:
     """Write the tiny ``family`` model as an HF folder (safetensors + preprocessor config).
 
     Returns ``out_dir``; it then holds ``config.json``, ``model.safetensors`` and
@@ -194,9 +202,9 @@ def save_tiny_model(family: str, out_dir: Path, *, variant: str = "", seed: int 
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_tiny_model(family, variant, seed=seed)
+    model = build_tiny_model(family, variant, seed=seed, **overrides)
     model.save_pretrained(out_dir, safe_serialization=True)
-    tiny_preprocessor(family, variant).save_pretrained(out_dir)
+    tiny_preprocessor(family, variant, model.config).save_pretrained(out_dir)
     # generation_config.json is irrelevant to embeddings; keep folders like a minimal repo.
     (out_dir / "generation_config.json").unlink(missing_ok=True)
     return out_dir

@@ -36,20 +36,12 @@ PREPROCESSOR: dict[str, Any] = {
 
 
 def _save_tiny_dac(out_dir: Path) -> Path:
-    from transformers import DacConfig, DacModel
+    # Three downsampling stages (2, 4, 5): an odd cumulative stride, unlike the shared default.
+    from tests.tiny_models import save_tiny_model
 
-    config = DacConfig(
-        encoder_hidden_size=ENC,
-        downsampling_ratios=RATIOS,
-        decoder_hidden_size=16,
-        n_codebooks=N_CODEBOOKS,
-        codebook_size=16,
-        codebook_dim=CODEBOOK_DIM,
-        sampling_rate=SR,
-    )
-    torch.manual_seed(0)
-    DacModel(config).save_pretrained(out_dir)
-    return out_dir
+    return save_tiny_model("dac", out_dir, encoder_hidden_size=ENC, downsampling_ratios=RATIOS,
+                           decoder_hidden_size=16, n_codebooks=N_CODEBOOKS, codebook_size=16,
+                           codebook_dim=CODEBOOK_DIM, sampling_rate=SR)
 
 
 def _info(layer_names: tuple[str, ...] = ()) -> ModelInfo:

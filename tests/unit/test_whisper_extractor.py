@@ -42,29 +42,11 @@ PREPROCESSOR: dict[str, Any] = {
 
 
 def _save_tiny_whisper(out_dir: Path, *, num_mel_bins: int = 80, encoder_layers: int = 2) -> Path:
-    """A tiny random WhisperModel with the real 30 s window (1500 encoder positions)."""
-    from transformers import WhisperConfig, WhisperModel
+    """A tiny random Whisper with the real 30 s window (1500 encoder positions)."""
+    from tests.tiny_models import save_tiny_model
 
-    config = WhisperConfig(
-        vocab_size=64,
-        num_mel_bins=num_mel_bins,
-        d_model=16,
-        encoder_layers=encoder_layers,
-        encoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_layers=1,
-        decoder_attention_heads=2,
-        decoder_ffn_dim=32,
-        max_source_positions=1500,
-        max_target_positions=16,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    torch.manual_seed(0)
-    WhisperModel(config).save_pretrained(out_dir)
-    return out_dir
+    return save_tiny_model("whisper", out_dir, num_mel_bins=num_mel_bins, encoder_layers=encoder_layers,
+                           d_model=16, encoder_ffn_dim=32, decoder_ffn_dim=32)
 
 
 def _info(layer_names: tuple[str, ...] = ()) -> ModelInfo:
