@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 
 from embedviz.errors import ConfigError
-from embedviz.pipeline import stored_layers
 from embedviz.settings import ExtractionSettings
-from embedviz.store import EmbeddingStore, LayerMatrix
+from embedviz.store import EmbeddingStore, LayerVectors, read_layers
 
 logger = logging.getLogger(__name__)
 
 
-def align_layers(mats: dict[str, LayerMatrix], words: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+def align_layers(mats: dict[str, LayerVectors], words: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Rows of every layer in one common clip order (clips stored for all layers).
 
     Returns the per-layer matrices and the clip table (clip_key, clip_id, path, word,
@@ -28,8 +27,7 @@ def align_layers(mats: dict[str, LayerMatrix], words: Sequence[str] | None = Non
     for layer in layers[1:]:
         common &= set(mats[layer].clip_keys)
     first = mats[layers[0]]
-    clips = first.clips.assign(clip_key=first.clip_keys)
-    clips = clips[clips["clip_key"].isin(common)]
+    clips = first.clips[first.clips["clip_key"].isin(common)]
     if words:
         unknown = sorted(set(words) - set(clips["word"]))
         if unknown:
@@ -65,7 +63,7 @@ def analyse_entry(
     """
     from embedviz import metrics
 
-    mats = stored_layers(store, settings, layers, pooling)
+    mats = read_layers(store, settings, layers, pooling)
     aligned, clips = align_layers(mats, words)
     if len(clips) < 3:
         raise ConfigError(f"only {len(clips)} stored clips match; need at least 3 to analyse")

@@ -122,10 +122,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from embedviz.pipeline import stored_layer
+    from embedviz.store import read_layers
 
-    layer = stored_layer(_store(args), _settings(args, args.model), args.layer, args.pooling)
-    df = layer.clips.copy()
+    layer = read_layers(_store(args), _settings(args, args.model), [args.layer], args.pooling)[args.layer]
+    df = layer.clips.drop(columns=["clip_key"])
     df["layer"] = args.layer
     df["pooling"] = args.pooling
     df["embedding"] = [row.tolist() for row in layer.X]

@@ -1,8 +1,8 @@
 """Extraction orchestration: manifest in, embeddings in the store out, nothing twice.
 
 :func:`extract` computes only the clips the store does not have for a model and options,
-loading the model only if there is something to compute. :func:`load_layers` reads stored
-embeddings back for analysis, aligned with a manifest.
+loading the model only if there is something to compute. :func:`embedviz.store.read_layers`
+reads stored embeddings back for analysis.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from embedviz.errors import AudioLoadError, Cancelled, ExtractionError
 from embedviz.pooling import pool_frames
 from embedviz.progress import ProgressCallback, ProgressReporter
 from embedviz.settings import ExtractionSettings
-from embedviz.store import EmbeddingStore, LayerMatrix, StoreEntry
+from embedviz.store import EmbeddingStore
 
 if TYPE_CHECKING:
     from embedviz.extractors.base import Extractor
@@ -88,30 +88,6 @@ class ExtractionReport:
         return text + (" (cancelled)" if self.cancelled else "")
 
 
-@dataclass
-class Embeddings:
-    """Stored vectors of one layer for a manifest: ``X[i]`` is clip ``clips.iloc[i]``."""
-
-    X: np.ndarray
-    clips: pd.DataFrame
-    missing: list[str]
-
-
-def _family(model: str) -> str:
-    from embedviz.catalogue import model_spec
-
-    return model_spec(model).family
-
-
-def _entry_for(settings: ExtractionSettings, store: EmbeddingStore) -> tuple[str, dict, StoreEntry]:
-    from embedviz.catalogue import model_identity
-
-    family = _family(settings.model)
-    key = model_identity(settings.model, seed=settings.seed)
-    options = settings.numeric_options(family)
-    return key, options, store.entry(key, options)
-
-
 def _with_keys(manifest: pd.DataFrame) -> pd.DataFrame:
     m = manifest.reset_index(drop=True).copy()
     m["clip_key"] = [clip_key(p) for p in m["path"]]
@@ -120,7 +96,7 @@ def _with_keys(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def missing_clips(manifest: pd.DataFrame, settings: ExtractionSettings, store: EmbeddingStore) -> pd.DataFrame:
     """Rows of ``manifest`` that :func:`extract` would compute (none when all are stored)."""
-    _, _, entry = _entry_for(settings, store)
+    entry = store.entry_for(settings)
     m = _with_keys(manifest)
     stored = entry.stored_keys()
     return m[~m["clip_key"].isin(stored)].drop(columns=["clip_key"]).reset_index(drop=True)
@@ -181,7 +157,8 @@ def extract(
     """
     t0 = time.perf_counter()
     report = ExtractionReport(model=settings.model)
-    key, options, entry = _entry_for(settings, store)
+    entry = store.entry_for(settings)
+    key, options = entry.model_key, entry.options
     m = _with_keys(manifest)
     stored = entry.stored_keys()
     todo = m[~m["clip_key"].isin(stored)].drop_duplicates("clip_key")
@@ -263,63 +240,3 @@ def _run_batch(
         logger.warning("batch of %d failed (%s); retrying in halves", len(loaded), exc)
         half = len(loaded) // 2
         return _run_batch(extractor, loaded[:half], report) + _run_batch(extractor, loaded[half:], report)
-
-
-def load_layers(
-    manifest: pd.DataFrame,
-    settings: ExtractionSettings,
-    store: EmbeddingStore,
-    *,
-    layers: Sequence[str],
-    pooling: str,
-) -> dict[str, Embeddings]:
-    """Stored embeddings of ``layers`` for the clips of ``manifest``, rows in manifest order.
-
-    Clips not stored (or skipped at extraction) are left out and listed in ``missing``.
-    """
-    _, _, entry = _entry_for(settings, store)
-    m = _with_keys(manifest)
-    stored = entry.read(list(layers), pooling, clip_keys=m["clip_key"])
-    result: dict[str, Embeddings] = {}
-    for layer in layers:
-        lm = stored[layer]
-        index = {k: i for i, k in enumerate(lm.clip_keys)}
-        present = m["clip_key"].map(lambda k: k in index)
-        rows = m[present]
-        X = lm.X[[index[k] for k in rows["clip_key"]]] if len(rows) else np.zeros((0, 0), np.float32)
-        clips = rows[["clip_id", "path", "word", "speaker"]].reset_index(drop=True)
-        result[layer] = Embeddings(X=X, clips=clips, missing=m.loc[~present, "clip_id"].tolist())
-    return result
-
-
-def stored_layers(
-    store: EmbeddingStore,
-    settings: ExtractionSettings,
-    layers: Sequence[str] | None = None,
-    pooling: str = "mean",
-) -> dict[str, LayerMatrix]:
-    """Every clip stored for ``settings`` (no manifest needed), per layer.
-
-    Raises:
-        StoreError: nothing is stored for this model and options.
-        ConfigError: a layer the model does not have.
-    """
-    from embedviz.errors import ConfigError, StoreError
-
-    _, _, entry = _entry_for(settings, store)
-    if not entry.parts() or not entry.is_current:
-        raise StoreError(
-            f"nothing stored for {settings.model} in {store.root}; run "
-            f"'python -m embedviz extract --model {settings.model}' first"
-        )
-    available = list(entry.meta.get("layers", []))
-    layers = list(layers) if layers else available
-    unknown = [layer for layer in layers if layer not in available]
-    if unknown:
-        raise ConfigError(f"{settings.model} has no layer {', '.join(unknown)}; it has {', '.join(available)}")
-    return entry.read(layers, pooling)
-
-
-def stored_layer(store: EmbeddingStore, settings: ExtractionSettings, layer: str, pooling: str = "mean") -> LayerMatrix:
-    """One layer of :func:`stored_layers`."""
-    return stored_layers(store, settings, [layer], pooling)[layer]

@@ -31,9 +31,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from embedviz.errors import StoreError
+from embedviz.errors import ConfigError, StoreError
 from embedviz.pooling import STORED_VECTORS, Pooling, parse_pooling
-from embedviz.settings import stable_hash
+from embedviz.settings import ExtractionSettings, stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -70,26 +70,40 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 CLIP_COLUMNS = ["clip_id", "path", "word", "speaker"]
+#: Columns of :attr:`LayerVectors.clips`, in this order.
+VECTOR_CLIP_COLUMNS = ["clip_key", *CLIP_COLUMNS]
 
 
-@dataclass
-class LayerMatrix:
-    """Stored vectors of one layer and pooling: ``X[i]`` belongs to ``clip_keys[i]``.
+@dataclass(frozen=True)
+class LayerVectors:
+    """Stored vectors of one layer and pooling: X[i] belongs to clips.iloc[i]."""
 
-    ``clips`` holds each row's clip_id, path, word and speaker as recorded at extraction.
-    """
+    X: np.ndarray  # (n, d) float32
+    clips: pd.DataFrame  # columns: clip_key, clip_id, path, word, speaker (row i = X[i])
+    missing: tuple[str, ...] = ()  # clip_ids asked for (manifest) but not stored
 
-    clip_keys: list[str]
-    X: np.ndarray
-    clips: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLIP_COLUMNS))
+    @property
+    def clip_keys(self) -> list[str]:
+        """Content key of each row's clip."""
+        return self.clips["clip_key"].tolist()
+
+
+def _empty_vectors(missing: Sequence[str] = ()) -> LayerVectors:
+    return LayerVectors(np.zeros((0, 0), np.float32), pd.DataFrame(columns=VECTOR_CLIP_COLUMNS), tuple(missing))
 
 
 @dataclass
 class StoreEntry:
-    """One model + options folder of the store."""
+    """One model + options folder of the store.
+
+    ``model_key`` and ``options`` are what its id hashes (known even before it exists
+    when it came from :meth:`EmbeddingStore.entry`).
+    """
 
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)
+    model_key: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -149,15 +163,18 @@ class StoreEntry:
         layers: Sequence[str],
         pooling: Pooling | str,
         clip_keys: Iterable[str] | None = None,
-    ) -> dict[str, LayerMatrix]:
-        """Stored vectors per layer for ``pooling`` (only ``clip_keys`` if given)."""
+    ) -> dict[str, LayerVectors]:
+        """Stored vectors per layer for ``pooling`` (only ``clip_keys`` if given).
+
+        Rows are in write order of their clips; a clip written twice keeps its last row.
+        """
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         p = parse_pooling(pooling) if isinstance(pooling, str) else pooling
         wanted_cols = {"meanstd": ["mean", "std"], "time": ["grid", "grid_steps"]}.get(p.kind, [p.kind])
-        result = {layer: LayerMatrix([], np.zeros((0, 0), np.float32)) for layer in layers}
+        result = {layer: _empty_vectors() for layer in layers}
         parts = self.parts() if self.is_current else []
         if not parts or not layers:
             return result
@@ -187,8 +204,8 @@ class StoreEntry:
             last = {k: i for i, k in enumerate(keys)}
             order = sorted(last.values())
             X = _assemble(sub, p, order)
-            clips = sub.select(CLIP_COLUMNS).to_pandas().iloc[order].reset_index(drop=True)
-            result[layer] = LayerMatrix([keys[i] for i in order], X, clips)
+            clips = sub.select(VECTOR_CLIP_COLUMNS).to_pandas().iloc[order].reset_index(drop=True)
+            result[layer] = LayerVectors(X, clips)
         return result
 
 
@@ -228,7 +245,18 @@ class EmbeddingStore:
     def entry(self, model_key: str, options: Mapping[str, Any]) -> StoreEntry:
         """The entry for a model identity and options (it may not exist yet)."""
         path = self.root / self.entry_id(model_key, options)
-        return StoreEntry(path, self._read_meta(path))
+        return StoreEntry(path, self._read_meta(path), model_key, dict(options))
+
+    def entry_for(self, settings: ExtractionSettings) -> StoreEntry:
+        """The entry ``settings`` extract into and read from (it may not exist yet).
+
+        The model identity comes from the catalogue (imported lazily: nothing is loaded).
+        """
+        from embedviz.catalogue import model_identity, model_spec
+
+        key = model_identity(settings.model, seed=settings.seed)
+        options = settings.numeric_options(model_spec(settings.model).family)
+        return self.entry(key, options)
 
     def open_for_writing(
         self, model_key: str, options: Mapping[str, Any], meta: Mapping[str, Any]
@@ -256,7 +284,7 @@ class EmbeddingStore:
                 _atomic_write_text(entry.path / _META, json.dumps(full, indent=2, sort_keys=True))
         except OSError as exc:
             raise StoreError(f"cannot create the embedding store folder {entry.path}: {exc}") from exc
-        return StoreEntry(entry.path, self._read_meta(entry.path))
+        return StoreEntry(entry.path, self._read_meta(entry.path), model_key, dict(options))
 
     @staticmethod
     def _read_meta(path: Path) -> dict[str, Any]:
@@ -297,3 +325,73 @@ class EmbeddingStore:
         if path.parent != self.root.resolve() or not path.is_dir():
             raise StoreError(f"no store entry {entry_id!r} in {self.root}")
         shutil.rmtree(path)
+
+
+def _other_options_hint(store: EmbeddingStore, entry: StoreEntry) -> str:
+    """' (stored with whisper_mode=crop: add --whisper-mode crop)' when the model is stored
+    with other options than asked for, else ''."""
+    hints = []
+    for _, row in store.entries().iterrows():
+        other = StoreEntry(Path(row["path"]), store._read_meta(Path(row["path"])))
+        if not other.is_current or other.meta.get("model_key") != entry.model_key or not other.parts():
+            continue
+        diff = {k: v for k, v in other.meta.get("options", {}).items() if entry.options.get(k) != v}
+        if diff:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
+            flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(diff.items()))
+            hints.append(f"it is stored with {shown}: ask for it with '{flags}'")
+    return ("; " + "; ".join(hints)) if hints else ""
+
+
+def read_layers(
+    store: EmbeddingStore,
+    settings: ExtractionSettings,
+    layers: Sequence[str] | None = None,
+    pooling: str = "mean",
+    manifest: pd.DataFrame | None = None,
+) -> dict[str, LayerVectors]:
+    """Stored vectors per layer of one model and options, for ``pooling``.
+
+    With a manifest: its clips in manifest order; clips not stored (or skipped at
+    extraction) are left out and listed in ``missing`` (all of them when nothing is
+    stored yet). Without: every stored clip. ``layers=None`` means every stored layer.
+
+    Raises:
+        StoreError: nothing stored (without a manifest); the message says when the model
+            is stored with other options (e.g. whisper_mode=crop) and how to ask for them
+            ('--whisper-mode crop').
+        ConfigError: a layer the model does not have.
+    """
+    entry = store.entry_for(settings)
+    stored = entry.is_current and bool(entry.parts())
+    available = list(entry.meta.get("layers", [])) if stored else []
+    if not stored and manifest is None:
+        raise StoreError(
+            f"nothing stored for {settings.model} with {json.dumps(entry.options, sort_keys=True)} in "
+            f"{store.root}{_other_options_hint(store, entry)}; otherwise run "
+            f"'python -m embedviz extract --model {settings.model}' first"
+        )
+    wanted = list(layers) if layers else available
+    unknown = [layer for layer in wanted if available and layer not in available]
+    if unknown:
+        raise ConfigError(f"{settings.model} has no layer {', '.join(unknown)}; it has {', '.join(available)}")
+    if manifest is None:
+        return entry.read(wanted, pooling)
+    from embedviz.pipeline import clip_key  # the content hash lives with extraction
+
+    m = manifest.reset_index(drop=True)
+    keys = [clip_key(p) for p in m["path"]]
+    if not stored:
+        return {layer: _empty_vectors(m["clip_id"].tolist()) for layer in wanted}
+    found = entry.read(wanted, pooling, clip_keys=keys)
+    result: dict[str, LayerVectors] = {}
+    for layer in wanted:
+        lv = found[layer]
+        index = {k: i for i, k in enumerate(lv.clip_keys)}
+        present = np.array([k in index for k in keys], dtype=bool)
+        rows = [index[k] for k, ok in zip(keys, present) if ok]
+        clips = m.loc[present, CLIP_COLUMNS].assign(clip_key=[k for k, ok in zip(keys, present) if ok])
+        clips = clips[VECTOR_CLIP_COLUMNS].reset_index(drop=True)
+        X = lv.X[rows] if rows else np.zeros((0, lv.X.shape[1] if lv.X.ndim == 2 else 0), np.float32)
+        result[layer] = LayerVectors(X, clips, tuple(m.loc[~present, "clip_id"].tolist()))
+    return result

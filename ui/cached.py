@@ -34,9 +34,8 @@ from embedviz.settings import ExtractionSettings, default_cache_dir
 if TYPE_CHECKING:
     from embedviz.datasets import SpeechCommandsDataset
     from embedviz.extractors.base import Extractor
-    from embedviz.pipeline import Embeddings
     from embedviz.reduction import ReductionSettings
-    from embedviz.store import EmbeddingStore
+    from embedviz.store import EmbeddingStore, LayerVectors
     from embedviz.viewstate import ViewSettings
 
 
@@ -56,7 +55,7 @@ def store_root() -> Path:
 
 
 def get_store() -> EmbeddingStore:
-    from embedviz.store import EmbeddingStore
+    from embedviz.store import EmbeddingStore, LayerVectors
 
     return EmbeddingStore(store_root())
 
@@ -91,7 +90,7 @@ def entry_token(model: str, whisper_mode: str, init_seed: int) -> str:
 @st.cache_data(show_spinner=False, ttl=5)
 def store_entries(root: str) -> pd.DataFrame:
     """Every store entry with its size (short TTL: other sessions may change the store)."""
-    from embedviz.store import EmbeddingStore
+    from embedviz.store import EmbeddingStore, LayerVectors
 
     return EmbeddingStore(Path(root)).entries()
 
@@ -310,15 +309,15 @@ def missing_count(sel: ModelSelection) -> tuple[int, int]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def layer_embeddings(sel: LayerSelection) -> dict[str, Embeddings]:
+def layer_embeddings(sel: LayerSelection) -> dict[str, LayerVectors]:
     """Stored vectors of ``sel.layers`` for the sample (clips not stored are left out)."""
-    from embedviz.pipeline import load_layers
+    from embedviz.store import read_layers
 
     m = sel.clips.sample()
-    return load_layers(m, sel.source.settings, get_store(), layers=list(sel.layers), pooling=sel.pooling)
+    return read_layers(get_store(), sel.source.settings, list(sel.layers), sel.pooling, manifest=m)
 
 
-def _common_rows(embs: dict[str, Embeddings], layers: Sequence[str]) -> tuple[list[np.ndarray], pd.DataFrame]:
+def _common_rows(embs: dict[str, LayerVectors], layers: Sequence[str]) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The layers' matrices restricted to clips present in all of them, in one order."""
     first = embs[layers[0]].clips
     common = set(first["clip_id"])

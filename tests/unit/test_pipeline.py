@@ -15,9 +15,9 @@ from embedviz.datasets import open_dataset
 from embedviz.errors import ExtractionError
 from embedviz.extractors.base import Extractor, FrameFeatures
 from embedviz.models import load_extractor
-from embedviz.pipeline import extract, load_layers, missing_clips
+from embedviz.pipeline import extract, missing_clips
 from embedviz.settings import ExtractionSettings
-from embedviz.store import EmbeddingStore
+from embedviz.store import EmbeddingStore, read_layers
 
 MEL = ExtractionSettings(model="baseline:mel")
 
@@ -81,8 +81,8 @@ def test_resume_after_crash_matches_a_clean_run(manifest, store, tmp_path) -> No
 
     clean_store = EmbeddingStore(tmp_path / "clean")
     extract(manifest, MEL, store=clean_store, batch_size=2)
-    a = load_layers(manifest, MEL, store, layers=["mfcc"], pooling="mean")["mfcc"]
-    b = load_layers(manifest, MEL, clean_store, layers=["mfcc"], pooling="mean")["mfcc"]
+    a = read_layers(store, MEL, ["mfcc"], "mean", manifest=manifest)["mfcc"]
+    b = read_layers(clean_store, MEL, ["mfcc"], "mean", manifest=manifest)["mfcc"]
     np.testing.assert_allclose(a.X, b.X, atol=1e-5)
 
 
@@ -106,7 +106,7 @@ def test_bad_clips_are_skipped_with_reasons(tmp_path, store) -> None:
     assert set(reasons) == {"yes/deadbeef_nohash_0.wav", "yes/feedface_nohash_0.wav"}
     assert "cannot decode" in reasons["yes/deadbeef_nohash_0.wav"] and "silent" in reasons["yes/feedface_nohash_0.wav"]
     assert report.computed == 24
-    emb = load_layers(manifest, MEL, store, layers=["logmel"], pooling="mean")["logmel"]
+    emb = read_layers(store, MEL, ["logmel"], "mean", manifest=manifest)["logmel"]
     assert emb.X.shape[0] == 24 and sorted(emb.missing) == sorted(reasons)
 
 
@@ -123,10 +123,10 @@ def test_a_failing_forward_pass_skips_only_its_clip(manifest, store) -> None:
     assert report.computed == 12 and not report.skipped
 
 
-def test_load_layers_follows_manifest_order(manifest, store) -> None:
+def test_read_layers_follows_manifest_order(manifest, store) -> None:
     extract(manifest, MEL, store=store)
     shuffled = manifest.sample(frac=1.0, random_state=1).reset_index(drop=True)
-    emb = load_layers(shuffled, MEL, store, layers=["logmel", "mfcc"], pooling="meanstd")
+    emb = read_layers(store, MEL, ["logmel", "mfcc"], "meanstd", manifest=shuffled)
     assert list(emb["mfcc"].clips["clip_id"]) == list(shuffled["clip_id"])
     assert emb["logmel"].X.shape == (12, 160) and emb["mfcc"].X.shape == (12, 78)
 
@@ -143,8 +143,8 @@ def test_batched_equals_one_by_one_for_a_tiny_wav2vec2(tiny_model_dir, tmp_path)
     extract(manifest, settings, store=one, batch_size=1)
     extract(manifest, settings, store=many, batch_size=4)
     layers = list(load_extractor(settings.model).layer_names)
-    a = load_layers(manifest, settings, one, layers=layers, pooling="mean")
-    b = load_layers(manifest, settings, many, layers=layers, pooling="mean")
+    a = read_layers(one, settings, layers, "mean", manifest=manifest)
+    b = read_layers(many, settings, layers, "mean", manifest=manifest)
     for layer in layers:
         np.testing.assert_allclose(a[layer].X, b[layer].X, atol=1e-4)
 

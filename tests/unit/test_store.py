@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from embedviz import store as store_mod
-from embedviz.errors import StoreError
+from embedviz.errors import ConfigError, StoreError
 from embedviz.pooling import pool_frames
-from embedviz.store import EmbeddingStore
+from embedviz.settings import ExtractionSettings
+from embedviz.store import EmbeddingStore, read_layers
 
 LAYERS = ["cnn", "0", "1"]
 
@@ -128,3 +129,48 @@ def test_options_change_the_entry(tmp_path: Path) -> None:
     assert s.entry_id("m@1", {"whisper_mode": "padded"}) != s.entry_id("m@1", {"whisper_mode": "crop"})
     assert s.entry_id("m@1", {"a": 1, "b": 2}) == s.entry_id("m@1", {"b": 2, "a": 1})
     assert store_mod.FORMAT_VERSION >= 1
+
+
+def _write_for(s: EmbeddingStore, settings: ExtractionSettings, keys: list[str]):
+    target = s.entry_for(settings)
+    e = s.open_for_writing(target.model_key, target.options, {"model": settings.model, "layers": LAYERS})
+    write(e, rows_for(keys))
+    return e
+
+
+def test_read_layers_with_and_without_a_manifest(tmp_path: Path, monkeypatch) -> None:
+    import pandas as pd
+
+    from embedviz import pipeline
+
+    s = EmbeddingStore(tmp_path)
+    mel = ExtractionSettings(model="baseline:mel")
+    _write_for(s, mel, ["k1", "k2", "k3"])
+    every = read_layers(s, mel)
+    assert set(every) == set(LAYERS) and every["0"].clip_keys == ["k1", "k2", "k3"]
+    assert list(every["0"].clips.columns) == ["clip_key", "clip_id", "path", "word", "speaker"]
+    # A manifest: its order, its rows; a clip not stored is listed as missing.
+    manifest = pd.DataFrame({"clip_id": ["w/k3.wav", "w/zz.wav", "w/k1.wav"], "path": ["/x/k3", "/x/zz", "/x/k1"],
+                             "word": "w", "speaker": ["k3", "zz", "k1"]})
+    monkeypatch.setattr(pipeline, "clip_key", lambda p: Path(p).name)
+    got = read_layers(s, mel, ["1"], "mean", manifest=manifest)["1"]
+    assert got.clip_keys == ["k3", "k1"] and got.missing == ("w/zz.wav",)
+    np.testing.assert_array_equal(got.X, every["1"].X[[2, 0]])
+    with pytest.raises(ConfigError, match="no layer 7"):
+        read_layers(s, mel, ["7"])
+    nothing = read_layers(s, ExtractionSettings(model="baseline:mel", max_seconds=5.0), ["0"], manifest=manifest)
+    assert nothing["0"].X.shape[0] == 0 and len(nothing["0"].missing) == 3
+
+
+def test_nothing_stored_names_the_options_that_are_stored(tmp_path: Path) -> None:
+    from tests.tiny_models import save_tiny_model
+
+    whisper = str(save_tiny_model("whisper", tmp_path / "whisper"))
+    s = EmbeddingStore(tmp_path / "store")
+    with pytest.raises(StoreError, match="nothing stored") as plain:
+        read_layers(s, ExtractionSettings(model=whisper))
+    assert "--whisper-mode" not in str(plain.value)
+    _write_for(s, ExtractionSettings(model=whisper, whisper_mode="crop"), ["k1"])
+    with pytest.raises(StoreError, match="whisper_mode=crop.*'--whisper-mode crop'"):
+        read_layers(s, ExtractionSettings(model=whisper))
+    assert read_layers(s, ExtractionSettings(model=whisper, whisper_mode="crop"))["0"].clip_keys == ["k1"]
