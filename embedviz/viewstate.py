@@ -457,13 +457,14 @@ class FreeText(Codec):
 
     def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
         raw = raws[-1].strip()
-        text = "".join(ch for ch in raw if ch.isprintable())[: self.most]
+        text = "".join(ch for ch in raw if ch.isprintable())[: self.most].strip()
         if text != raw:
             ctx.warnings.append(f"{s.label} from the URL was shortened or had unprintable characters removed.")
         return text or _KEEP
 
     def check(self, value: Any) -> str:
-        return "" if isinstance(value, str) and len(value) <= self.most else f"must be text up to {self.most} characters"
+        ok = isinstance(value, str) and len(value) <= self.most and value == value.strip() and value.isprintable()
+        return "" if ok else f"must be printable text up to {self.most} characters"
 
     def write(self, value: Any, view: ViewSettings) -> str | None:
         return value or None
