@@ -49,6 +49,9 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "probe_n",
 )
 
+#: The separability numbers a layer curve can show (labels: figures.METRIC_LABELS).
+SEPARABILITY_METRICS: tuple[str, ...] = ("knn_accuracy", "speaker_disjoint_knn", "silhouette", "probe_accuracy")
+
 # Memory (MB) for one chunk of the pairwise distance matrix in k-NN.
 _WORKING_MEMORY_MB = 64
 
