@@ -186,6 +186,59 @@ def tune_glibc_malloc() -> bool:
     return _malloc_tuned
 
 
+def matmul_gflops(n: int = 1024, repeats: int = 5, device: str = "cpu") -> float:
+    """This machine's measured fp32 matmul throughput in GFLOP/s (best of ``repeats``)."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first run warms up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        (a @ b).sum().item()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def autocast_cosine_distance(
+    extractor: "Extractor", waveforms: Sequence[np.ndarray], dtype: str = "bfloat16"
+) -> float:
+    """Largest cosine distance between fp32 and ``dtype``-autocast mean-pooled vectors.
+
+    Every layer of every clip is compared. Autocast (fp16/bf16) may be used on a device
+    only where this stays within :data:`AUTOCAST_MAX_COSINE_DISTANCE`.
+    """
+    import torch
+
+    kinds = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in kinds:
+        raise ConfigError(f"autocast dtype must be bfloat16 or float16, got {dtype!r}")
+    device_type = "cuda" if str(extractor.device).startswith("cuda") else "cpu"
+    ref = extractor.extract(list(waveforms))
+    with torch.autocast(device_type=device_type, dtype=kinds[dtype]):
+        low = extractor.extract(list(waveforms))
+    worst = 0.0
+    for layer in extractor.layer_names:
+        for i in range(len(waveforms)):
+            a = ref.valid(layer, i).astype(np.float64).mean(axis=0)
+            b = low.valid(layer, i).astype(np.float64).mean(axis=0)
+            denom = np.linalg.norm(a) * np.linalg.norm(b)
+            cos = float(a @ b / denom) if denom > 0 else 1.0
+            worst = max(worst, 1.0 - cos)
+    return worst
+
+
+#: The most cosine distance from fp32 that autocast may cost a pooled vector.
+AUTOCAST_MAX_COSINE_DISTANCE = 1e-2
+
+
+def autocast_allowed(extractor: "Extractor", waveforms: Sequence[np.ndarray], dtype: str = "bfloat16") -> bool:
+    """True if ``dtype`` autocast keeps every pooled vector within the allowed cosine distance."""
+    return autocast_cosine_distance(extractor, waveforms, dtype) <= AUTOCAST_MAX_COSINE_DISTANCE
+
+
 def _batches(todo: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
     # Similar lengths together: less padding, and equal-length groups for models that need them.
     if batch_size < 1:
