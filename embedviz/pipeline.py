@@ -162,6 +162,51 @@ def _rows_for(
     return rows
 
 
+def open_entry(
+    store: EmbeddingStore,
+    settings: ExtractionSettings,
+    extractor: "Extractor",
+    *,
+    key: str | None = None,
+    options: dict | None = None,
+) -> StoreEntry:
+    """The store entry ``extractor``'s results for ``settings`` go to, ready for writing.
+
+    Shared by the local engine and :mod:`embedviz.ray_engine`, so both write the same
+    keys and metadata. ``key``/``options`` default to what ``extractor`` reports.
+    """
+    return store.open_for_writing(
+        key or extractor.info.key,
+        options if options is not None else settings.numeric_options(extractor.info.family),
+        {
+            "model": settings.model,
+            "family": extractor.info.family,
+            "layers": list(extractor.layer_names),
+            "sample_rate": extractor.sample_rate,
+            "n_params": extractor.info.n_params,
+        },
+    )
+
+
+def embed_batch(
+    extractor: "Extractor", batch: pd.DataFrame, settings: ExtractionSettings, report: ExtractionReport
+) -> list[dict]:
+    """Decode, forward and pool one batch of manifest rows (with ``clip_key``) into store rows.
+
+    Unreadable clips and clips the model fails on are added to ``report.skipped`` with
+    their reason; ``report.computed`` and ``report.forward_passes`` count the rest. The
+    one row-building path of every engine (local and Ray).
+    """
+    loaded: list[tuple[pd.Series, np.ndarray]] = []
+    for _, clip in batch.iterrows():
+        try:
+            wave = load_audio(clip["path"], extractor.sample_rate, max_seconds=settings.max_seconds)
+            loaded.append((clip, wave))
+        except AudioLoadError as exc:
+            report.skipped.append(SkippedClip(clip["clip_id"], str(clip["path"]), exc.reason))
+    return _run_batch(extractor, loaded, report)
+
+
 def extract(
     manifest: pd.DataFrame,
     settings: ExtractionSettings,
@@ -209,30 +254,12 @@ def extract(
             stored = entry.stored_keys()
             report.cached = int(m["clip_key"].isin(stored).sum())
             todo = todo[~todo["clip_key"].isin(stored)]
-        entry = store.open_for_writing(
-            key,
-            options,
-            {
-                "model": settings.model,
-                "family": extractor.info.family,
-                "layers": list(extractor.layer_names),
-                "sample_rate": extractor.sample_rate,
-                "n_params": extractor.info.n_params,
-            },
-        )
+        entry = open_entry(store, settings, extractor, key=key, options=options)
         report.entry = entry.id
         reporter = ProgressReporter(progress, total=len(todo), stage="extracting")
         reporter.report()
         for batch_df in _batches(todo, batch_size):
-            loaded: list[tuple[pd.Series, np.ndarray]] = []
-            for _, clip in batch_df.iterrows():
-                try:
-                    wave = load_audio(clip["path"], extractor.sample_rate, max_seconds=settings.max_seconds)
-                    loaded.append((clip, wave))
-                except AudioLoadError as exc:
-                    report.skipped.append(SkippedClip(clip["clip_id"], str(clip["path"]), exc.reason))
-            rows = _run_batch(extractor, loaded, report)
-            entry.write_batch(rows)
+            entry.write_batch(embed_batch(extractor, batch_df, settings, report))
             reporter.advance(len(batch_df), f"{report.computed} computed, {len(report.skipped)} skipped")
     except Cancelled:
         report.cancelled = True
