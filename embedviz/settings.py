@@ -16,6 +16,7 @@ from typing import Any, Literal
 from embedviz.errors import ConfigError
 
 WHISPER_MODES = ("padded", "crop")
+WHISPER_MODE_LABELS = {"padded": "padded to 30 s (exact)", "crop": "cropped (fast, approximate)"}
 #: Clips longer than this are cut to it (Whisper's encoder window); documented in README.
 DEFAULT_MAX_SECONDS = 30.0
 
