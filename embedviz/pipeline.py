@@ -343,6 +343,51 @@ class _Writer:
         self._queue.put(None)
         self._thread.join()
         self._raise()
+def open_entry(
+    store: EmbeddingStore,
+    settings: ExtractionSettings,
+    extractor: "Extractor",
+    *,
+    key: str | None = None,
+    options: dict | None = None,
+) -> StoreEntry:
+    """The store entry ``extractor``'s results for ``settings`` go to, ready for writing.
+
+    Shared by the local engine and :mod:`embedviz.ray_engine`, so both write the same
+    keys and metadata. ``key``/``options`` default to what ``extractor`` reports.
+    """
+    return store.open_for_writing(
+        key or extractor.info.key,
+        options if options is not None else settings.numeric_options(extractor.info.family),
+        {
+            "model": settings.model,
+            "family": extractor.info.family,
+            "layers": list(extractor.layer_names),
+            "sample_rate": extractor.sample_rate,
+            "n_params": extractor.info.n_params,
+        },
+    )
+
+
+def embed_batch(
+    extractor: "Extractor", batch: pd.DataFrame, settings: ExtractionSettings, report: ExtractionReport
+) -> list[dict]:
+    """Decode, forward and pool one batch of manifest rows (with ``clip_key``) into store rows.
+
+    Unreadable clips and clips the model fails on are added to ``report.skipped`` with
+    their reason; ``report.computed`` and ``report.forward_passes`` count the rest. The
+    one row-building path of every engine (local and Ray).
+    """
+    loaded, skipped = _load_batch(batch, extractor.sample_rate, settings.max_seconds)
+    report.skipped.extend(skipped)
+    rows: list[dict] = []
+
+    class _Collect:  # the same splitting forward as the local engine, collected synchronously
+        def put(self, features: "FrameFeatures", done: Sequence[tuple[pd.Series, np.ndarray]]) -> None:
+            rows.extend(_pooled_rows(extractor, features, done))
+
+    _run_batch(extractor, loaded, report, _Collect())  # type: ignore[arg-type]
+    return rows
 
 
 def extract(
@@ -406,17 +451,7 @@ def extract(
             stored = entry.stored_keys()
             report.cached = int(m["clip_key"].isin(stored).sum())
             todo = todo[~todo["clip_key"].isin(stored)]
-        entry = store.open_for_writing(
-            key,
-            options,
-            {
-                "model": settings.model,
-                "family": extractor.info.family,
-                "layers": list(extractor.layer_names),
-                "sample_rate": extractor.sample_rate,
-                "n_params": extractor.info.n_params,
-            },
-        )
+        entry = open_entry(store, settings, extractor, key=key, options=options)
         report.entry = entry.id
         reporter = ProgressReporter(progress, total=len(todo), stage="extracting")
         reporter.report()
