@@ -145,11 +145,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_analyse(args: argparse.Namespace) -> int:
     from embedviz.analysis import analyse_entry
 
-    table = analyse_entry(
-        _store(args), _settings(args, args.model), pooling=args.pooling, words=_words_arg(args.words) or None,
-        layers=_words_arg(args.layers) or None, figures_dir=Path(args.figures) if args.figures else None,
-        reduction=args.reduction, probe=not args.no_probe,
-    )
+    progress = _TqdmProgress("analyse")
+    try:
+        table = analyse_entry(
+            _store(args), _settings(args, args.model), pooling=args.pooling, words=_words_arg(args.words) or None,
+            layers=_words_arg(args.layers) or None, figures_dir=Path(args.figures) if args.figures else None,
+            reduction=args.reduction, probe=not args.no_probe, progress=progress,
+        )
+    finally:
+        progress.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

@@ -15,6 +15,7 @@ from embedviz.errors import ConfigError
 from embedviz.hashing import stable_hash  # noqa: F401  (re-exported: store and viewstate import it here)
 
 WHISPER_MODES = ("padded", "crop")
+WHISPER_MODE_LABELS = {"padded": "padded to 30 s (exact)", "crop": "cropped (fast, approximate)"}
 #: Clips longer than this are cut to it (Whisper's encoder window); documented in README.
 DEFAULT_MAX_SECONDS = 30.0
 
