@@ -345,3 +345,56 @@ def estimate_seconds_per_clip(
     stem = 2 * frames * (mels * d * 3) + frames * (d * d * 3)
     flops = 2.0 * (int(config.encoder_layers) * per_layer + stem)
     return flops / (gflops * 1e9)
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def default_preprocessor(config: Any) -> dict[str, Any]:
+    """``WhisperFeatureExtractor`` defaults (with the model's mel bins) for a checkpoint without one."""
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(feature_size=int(config.num_mel_bins)).to_dict()
+
+
+def encoder_only(model: Any) -> Any:
+    """The encoder of a Whisper model (the decoder is freed with the caller's last reference)."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return model if isinstance(model, WhisperEncoder) else model.get_encoder()
+
+
+def _random_encoder(config: Any) -> Any:
+    # Only the encoder is ever used: building the decoder would double the time and memory.
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return WhisperEncoder(config)
+
+
+def _construct(model: Any, *, info: ModelInfo, device: str, preprocessor: Mapping[str, Any],
+               options: Mapping[str, Any]) -> WhisperExtractor:
+    return WhisperExtractor(model, info=info, device=device, preprocessor=preprocessor,
+                            mode=options.get("whisper_mode", "padded"))
+
+
+def _register() -> None:
+    from embedviz.extractors.registry import FamilySpec, register
+
+    register(FamilySpec(
+        name="whisper",
+        model_types=("whisper",),
+        model_class="WhisperModel",
+        config_class="WhisperConfig",
+        layer_names=layer_names_for_config,
+        layer_widths=lambda config: {n: int(config.d_model) for n in layer_names_for_config(config)},
+        construct=_construct,
+        default_preprocessor=default_preprocessor,
+        numeric_options=("whisper_mode",),
+        preferred_batch_size=8,  # placeholder; perf measures it
+        config_defaults={"encoder_layers": 4},
+        build_random=_random_encoder,
+        prepare_model=encoder_only,
+    ))
+
+
+_register()
