@@ -244,6 +244,41 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+def cmd_nearest(args: argparse.Namespace) -> int:
+    """Embed one clip, list its k nearest stored clips and their vote (see embedviz.placement)."""
+    import json
+
+    from embedviz.catalogue import model_spec
+    from embedviz.models import load_extractor
+    from embedviz.pipeline import stored_layers
+    from embedviz.placement import default_layer, load_clip, nearest_stored
+
+    settings = _settings(args, args.model)
+    layer = args.layer or default_layer(model_spec(args.model).layers)
+    stored = stored_layers(_store(args), settings, [layer], args.pooling)[layer]
+    X, clips = stored.X, stored.clips
+    if args.dataset:
+        from embedviz.datasets import open_dataset
+
+        root = str(Path(open_dataset(args.dataset).root).resolve())
+        keep = [str(Path(p).resolve()).startswith(root + "/") for p in clips["path"]]
+        X, clips = X[keep], clips[keep].reset_index(drop=True)
+    extractor = load_extractor(args.model, device=args.device, whisper_mode=args.whisper_mode, seed=args.model_seed)
+    try:
+        from embedviz.placement import embed_clip
+
+        wave = load_clip(args.clip, extractor.sample_rate, name=args.clip)
+        vector = embed_clip(extractor, wave, args.pooling, [layer])[layer]
+    finally:
+        extractor.close()
+    placement = nearest_stored(X, clips, vector, args.k, layer=layer)
+    if args.json:
+        print(json.dumps(placement.to_json()))
+        return 0
+    print(f"{args.clip} with {args.model}, layer {layer}, pooling {args.pooling}, {len(clips)} stored clips")
+    print(placement.neighbours[["word", "speaker", "path", "similarity"]].round({"similarity": 4}).to_string(index=False))
+    print(f"vote: {placement.vote.predicted} ({placement.vote.share:.0%} of {placement.vote.k})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,6 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyse)
 
     _add_fetch_parser(sub)
+    p = sub.add_parser("nearest", help="embed your own clip and list its nearest stored clips with the k-NN vote")
+    model_options(p)
+    p.add_argument("--clip", required=True, help="audio file (wav, flac, ogg, mp3)")
+    p.add_argument("--dataset", help="only stored clips under this dataset root (default: every stored clip)")
+    p.add_argument("--layer", help="layer to compare in (default: the model's last layer; the catalogue "
+                                   "records no best layer per model)")
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--k", type=int, default=5, help="neighbours that vote")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--json", action="store_true",
+                   help='print {"predicted", "share", "neighbours": [{"path", "word", "speaker", "similarity"}]}')
+    p.set_defaults(func=cmd_nearest)
     return parser
 
 
