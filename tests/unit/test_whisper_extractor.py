@@ -136,19 +136,6 @@ def test_crop_differs_from_padded_on_short_clips(padded: WhisperExtractor, crop:
 
 
 @pytest.mark.parametrize("mode", ["padded", "crop"])
-def test_batched_equals_one_by_one(padded: WhisperExtractor, crop: WhisperExtractor, mode: str) -> None:
-    extractor = padded if mode == "padded" else crop
-    # Different lengths, two clips sharing a length, and two lengths sharing a frame count.
-    clips = [_clip(n, seed) for seed, n in enumerate([8000, 16000, 5920, 8000, 6100])]
-    batched = extractor.extract(clips)
-    for i, clip in enumerate(clips):
-        single = extractor.extract([clip])
-        for name in extractor.layer_names:
-            assert batched.lengths[name][i] == single.lengths[name][0]
-            np.testing.assert_allclose(batched.valid(name, i), single.valid(name, 0), atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize("mode", ["padded", "crop"])
 def test_frames_past_valid_are_zero(padded: WhisperExtractor, crop: WhisperExtractor, mode: str) -> None:
     extractor = padded if mode == "padded" else crop
     features = extractor.extract([_clip(4000, 7), _clip(16000, 8)])
