@@ -130,7 +130,9 @@ def test_concurrent_extraction_is_safe(extractors) -> None:  # type: ignore[no-u
     assert not errors
     for result in results:
         for name in extractor.info.layer_names:
-            np.testing.assert_array_equal(result.layers[name], expected.layers[name])
+            # Equal up to float summation order (torch's intra-op threads may split work
+            # differently while other threads run); a race would differ by far more.
+            np.testing.assert_allclose(result.layers[name], expected.layers[name], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_clips_are_extraction_errors(extractors) -> None:  # type: ignore[no-untyped-def]
