@@ -16,6 +16,7 @@ from typing import Any, Literal
 from embedviz.errors import ConfigError
 
 WHISPER_MODES = ("padded", "crop")
+WHISPER_MODE_LABELS = {"padded": "padded to 30 s (exact)", "crop": "cropped (fast, approximate)"}
 #: Clips longer than this are cut to it (Whisper's encoder window); documented in README.
 DEFAULT_MAX_SECONDS = 30.0
 
@@ -89,9 +90,13 @@ def default_cache_dir() -> Path:
 def data_roots() -> list[Path]:
     """Folders under which the app may open datasets (``$EMBEDVIZ_DATA_ROOTS``).
 
-    The bundled demo dataset is always allowed in addition to these.
+    The bundled demo dataset is always allowed in addition to these, and so are the
+    folders ``python -m embedviz fetch-speech-commands`` fetched (:mod:`embedviz.fetch`).
     """
-    return _paths_from_env("EMBEDVIZ_DATA_ROOTS")
+    from embedviz.fetch import fetched_roots
+
+    roots = _paths_from_env("EMBEDVIZ_DATA_ROOTS")
+    return roots + [r for r in fetched_roots() if r not in roots]
 
 
 def model_roots() -> list[Path]:
