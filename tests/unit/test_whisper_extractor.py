@@ -262,3 +262,16 @@ def test_cuda_matches_cpu(whisper_dir: Path, padded: WhisperExtractor, mode: str
         assert b.layers[name].dtype == np.float32
         np.testing.assert_allclose(b.layers[name], a.layers[name], atol=1e-3, rtol=0)
     gpu.close()
+
+
+def test_crop_log_mel_equals_the_full_window_slice(crop: WhisperExtractor) -> None:
+    # Crop mode computes the log-mel only on the clip's length (plus padding); the frames it
+    # feeds the encoder must equal those of the full 30 s window, normalisation included.
+    rng = np.random.default_rng(3)
+    clips = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 9000, 20011)]
+    clips[1][-400:] *= 30  # loudest frame at the very end: the per-clip maximum must still match
+    frames = 2 * -(-20011 // crop.samples_per_frame)
+    full = crop._log_mel(clips)[:, :, :frames]
+    short = crop._log_mel(clips, frames)
+    assert short.shape == full.shape
+    np.testing.assert_allclose(short, full, atol=1e-5)
