@@ -53,7 +53,9 @@ WATCH_WEBGL = """document.addEventListener('webglcontextlost',
     e => e.target && e.target.setAttribute && e.target.setAttribute('data-webgl-lost', '1'), true);"""
 
 GET_PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
-    const data = (gd._fullData || []).filter(t => t.name !== 'selected');
+    // Ring overlays (clicked clip, its neighbours, a box/lasso selection, search hits) are not data.
+    const rings = ['selected', 'neighbours', 'brushed', 'found'];
+    const data = (gd._fullData || []).filter(t => !rings.includes(t.name));
     return {
         title: String((gd._fullLayout && gd._fullLayout.title && gd._fullLayout.title.text) || ''),
         nTraces: (gd.data || []).length,
@@ -270,7 +272,7 @@ def isolated_point(gd: Locator) -> dict:
             const fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis, r = gd.getBoundingClientRect();
             const pts = [];
             for (const tr of gd._fullData) {
-                if (tr.name === 'selected' || !tr.customdata) continue;
+                if (['selected', 'neighbours', 'brushed', 'found'].includes(tr.name) || !tr.customdata) continue;
                 for (let i = 0; i < tr.x.length; i++) {
                     pts.push({x: r.left + xa._offset + xa.l2p(tr.x[i]), y: r.top + ya._offset + ya.l2p(tr.y[i]),
                               customdata: Array.from(tr.customdata[i], String)});
