@@ -91,9 +91,13 @@ def default_cache_dir() -> Path:
 def data_roots() -> list[Path]:
     """Folders under which the app may open datasets (``$EMBEDVIZ_DATA_ROOTS``).
 
-    The bundled demo dataset is always allowed in addition to these.
+    The bundled demo dataset is always allowed in addition to these, and so are the
+    folders ``python -m embedviz fetch-speech-commands`` fetched (:mod:`embedviz.fetch`).
     """
-    return _paths_from_env("EMBEDVIZ_DATA_ROOTS")
+    from embedviz.fetch import fetched_roots
+
+    roots = _paths_from_env("EMBEDVIZ_DATA_ROOTS")
+    return roots + [r for r in fetched_roots() if r not in roots]
 
 
 def model_roots() -> list[Path]:

@@ -128,17 +128,6 @@ def test_codebook_vectors_are_the_chosen_codes_embedding_rows(dac_model: Any, da
     np.testing.assert_allclose(features.valid("z", 0), z[0].T.numpy(), atol=1e-5, rtol=0)
 
 
-def test_batched_equals_one_by_one(dac: DacExtractor) -> None:
-    # Different lengths (some not multiples of the hop), repeats of one length, mixed order.
-    clips = [_clip(n, seed) for seed, n in enumerate([1013, 2400, 1013, 577, 2400, 1000])]
-    batched = dac.extract(clips)
-    for i, clip in enumerate(clips):
-        single = dac.extract([clip])
-        for name in dac.layer_names:
-            assert batched.lengths[name][i] == single.lengths[name][0]
-            np.testing.assert_allclose(batched.valid(name, i), single.valid(name, 0), atol=ATOL, rtol=0)
-
-
 def test_frames_past_valid_are_zero(dac: DacExtractor) -> None:
     features = dac.extract([_clip(577, 3), _clip(2400, 4)])
     for name in dac.layer_names:
