@@ -518,6 +518,55 @@ def _safetensors_param_count(path: Path) -> int:
     return total
 
 
+def check_weight_files(folder: Path, fix: str) -> None:
+    """Raise a ModelLoadError naming what is wrong if ``folder``'s weights are missing or damaged.
+
+    Checks, without loading: a weight file exists; every shard an ``*.index.json`` names is there;
+    each safetensors file has a readable header and is as long as that header says (a truncated
+    download is caught here, not as a traceback inside transformers). ``fix`` says what to do.
+    """
+    present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    weights = [w for w in hub.WEIGHT_FILES if w in present]
+    if not weights:
+        raise ModelLoadError(f"{folder}: the folder lacks its weights (none of {', '.join(hub.WEIGHT_FILES)}); {fix}")
+    chosen = weights[0]
+    files = [chosen]
+    if chosen.endswith(".index.json"):
+        index = _read_json(folder / chosen, fix)
+        shards = sorted(set((index.get("weight_map") or {}).values())) if isinstance(index.get("weight_map"), dict) \
+            else []
+        if not shards:
+            raise ModelLoadError(f"{folder / chosen}: the index names no weight shards; {fix}")
+        missing = [s for s in shards if s not in present]
+        if missing:
+            raise ModelLoadError(f"{folder}: the folder lacks weight shard(s) {', '.join(missing[:3])}; {fix}")
+        files = shards
+    for name in files:
+        if name.endswith(".safetensors"):
+            _check_safetensors(folder / name, fix)
+
+
+def _check_safetensors(path: Path, fix: str) -> None:
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise ValueError("shorter than a safetensors header")
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > min(size, 100_000_000):
+                raise ValueError("implausible header length")
+            header = json.loads(handle.read(header_len))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise ModelLoadError(f"{path}: damaged safetensors file ({error}); {fix}") from error
+    if 8 + header_len + end != size:
+        raise ModelLoadError(
+            f"{path}: truncated or damaged safetensors file ({size} bytes, the header describes "
+            f"{8 + header_len + end}); {fix}"
+        )
+
+
 def _folder_param_count(folder: Path) -> int:
     try:
         shards = sorted(folder.glob("*.safetensors"))

@@ -155,7 +155,7 @@ def _random_init(ref: ModelRef, seed: int) -> Any:
     return model.eval()
 
 
-def _from_pretrained(name: str, family: str, source: str, **kwargs: Any) -> Any:
+def _from_pretrained(name: str, family: str, source: str, *, fix: str = "check the model files", **kwargs: Any) -> Any:
     import torch
 
     cls = registry.family(family).model_cls()
@@ -171,7 +171,7 @@ def _from_pretrained(name: str, family: str, source: str, **kwargs: Any) -> Any:
     except EmbedvizError:
         raise
     except Exception as error:  # transformers/hub raise many types; the user needs one message
-        raise ModelLoadError(f"{name}: loading the {family} weights failed: {error}") from error
+        raise ModelLoadError(f"{name}: loading the {family} weights failed: {error}; {fix}") from error
     missing = sorted(
         k for k in (loading or {}).get("missing_keys", ()) if not any(u in k for u in _UNUSED_AT_INFERENCE)
     )
@@ -223,8 +223,18 @@ def _preprocessor_or_default(name: str, family: str, model: Any, found: dict[str
     return defaults
 
 
+def _folder_fix(folder: Path) -> str:
+    return f"copy or save the complete model into {folder} again"
+
+
+def _cache_fix(name: str) -> str:
+    return (f"delete {hub.repo_cache_folder(name)} and download {name} again "
+            f"(e.g. `hf download {name}`)")
+
+
 def _load_folder(name: str, folder: Path, family: str) -> tuple[Any, dict[str, Any]]:
-    model = _from_pretrained(name, family, str(folder), local_files_only=True)
+    catalogue.check_weight_files(folder, _folder_fix(folder))
+    model = _from_pretrained(name, family, str(folder), local_files_only=True, fix=_folder_fix(folder))
     _warn_if_pickle(name, folder)
     found = _read_preprocessor(folder / "preprocessor_config.json")
     return model, _preprocessor_or_default(name, family, model, found)
@@ -258,7 +268,12 @@ def _load_hub(
         # Pin to the cached commit: config, weights and preprocessor all come from one snapshot.
         revision, files_only = commit, True
 
-    model = _from_pretrained(name, family, name, revision=revision, cache_dir=cache_dir, local_files_only=files_only)
+    if files_only:
+        snapshot = hub.cached_snapshot(name, revision)
+        if snapshot is not None:
+            catalogue.check_weight_files(snapshot, _cache_fix(name))
+    model = _from_pretrained(name, family, name, revision=revision, cache_dir=cache_dir, local_files_only=files_only,
+                             fix=_cache_fix(name))
     loaded_commit = hub.cached_commit(name, revision) or commit
     if loaded_commit is None:
         logger.warning("%s: could not find the loaded snapshot in %s; recording revision 'main'", name, cache_dir)

@@ -188,7 +188,9 @@ class ExtractionJob:
                     with self._lock:
                         self._reports.append(report)
                 except EmbedvizError as error:
-                    self._fail(task, str(error))
+                    # ExtractionError.out_of_memory is the one OOM signal (set by extractors.base.forward_errors).
+                    oom = getattr(error, "out_of_memory", False)
+                    self._fail(task, f"out of memory: {error}" if oom else str(error))
                 except MemoryError:
                     self._fail(task, "out of memory: choose fewer clips or a smaller model, or set a GPU free")
                 except RuntimeError as error:

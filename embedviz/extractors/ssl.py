@@ -267,9 +267,7 @@ class SSLExtractor(Extractor):
 
 
 def _error(message: str) -> ExtractionError:
-    error = ExtractionError(message)
-    error.out_of_memory = False  # type: ignore[attr-defined]
-    return error
+    return ExtractionError(message)
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
