@@ -92,9 +92,33 @@ def _store(args: argparse.Namespace):
     return EmbeddingStore(Path(args.cache) if args.cache else default_cache_dir())
 
 
+def _run_extraction(args: argparse.Namespace, manifest, settings: ExtractionSettings, store, progress):
+    """One model's extraction on the chosen engine (local, or Ray with --engine ray)."""
+    if args.engine == "ray":
+        from embedviz.ray_engine import RayConfig, extract_on_ray
+
+        config = RayConfig(address=args.ray_address, actors=args.ray_actors,
+                           gpus_per_actor=args.ray_gpus_per_actor, cpus_per_actor=args.ray_cpus_per_actor)
+        return extract_on_ray(manifest, settings, store=store, ray_config=config, device=args.device,
+                              batch_size=args.batch_size, progress=progress)
+    from embedviz.pipeline import extract
+
+    return extract(manifest, settings, store=store, device=args.device, batch_size=args.batch_size,
+                   progress=progress)
+
+
+def _ray_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="run here (local) or on a Ray cluster (needs requirements-ray.txt)")
+    p.add_argument("--ray-address", default=None,
+                   help="'auto' or a cluster address (default: start a private local Ray instance)")
+    p.add_argument("--ray-actors", type=int, default=2, help="extractor actors (each loads the model once)")
+    p.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="GPUs per actor (0: CPU)")
+    p.add_argument("--ray-cpus-per-actor", type=float, default=1.0, help="CPUs per actor")
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from embedviz.datasets import open_dataset
-    from embedviz.pipeline import extract
 
     ds = open_dataset(args.dataset)
     words = _words_arg(args.words) or ds.word_names
@@ -105,8 +129,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for model in _words_arg(args.model):
         progress = _TqdmProgress(model)
         try:
-            report = extract(manifest, _settings(args, model), store=store, device=args.device,
-                             batch_size=args.batch_size, progress=progress)
+            report = _run_extraction(args, manifest, _settings(args, model), store, progress)
         except EmbedvizError as exc:
             progress.close()
             print(f"error: {model}: {exc}", file=sys.stderr)
@@ -311,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None,
                    help="clips per forward pass (default: the family's measured size, see docs/PERFORMANCE.md)")
     model_options(p, many=True)
+    _ray_options(p)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("export", help="write one layer's stored embeddings to Parquet or CSV")
