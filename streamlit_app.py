@@ -9,11 +9,15 @@ therefore starts with ``ui.state.ensure_routed()``, which sends a deep link that
 first through this router (see there).
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 st.set_page_config(
     page_title="embedviz: how speech models represent words",
-    page_icon=":material/scatter_plot:",
+    # A local image: a ':material/...' page icon makes the browser fetch the favicon from
+    # fonts.gstatic.com, and an emoji one from a CDN; the app must work offline.
+    page_icon=str(Path(__file__).resolve().parent / "assets" / "icon.png"),
     layout="wide",
     initial_sidebar_state="expanded",
     menu_items={

@@ -1,44 +1,83 @@
-"""Per-layer analysis of stored embeddings: the table and figures behind ``analyse``."""
+"""Per-layer analysis of stored embeddings: the table and figures behind ``analyse``.
+
+The numbers come from :mod:`embedviz.views`, the same code the app's Layer analysis page
+uses. Memory is bounded at any ``n``: layers are read and measured one at a time; what
+is kept across layers is small (the clip table, each layer's 2D coordinates when figures
+are asked for, and a row subsample of at most :data:`embedviz.metrics.CKA_MAX_SIDE`
+clips per layer for CKA).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from embedviz.errors import ConfigError
+from embedviz.progress import ProgressCallback, ProgressReporter
 from embedviz.settings import ExtractionSettings
-from embedviz.store import EmbeddingStore, LayerVectors, read_layers
+from embedviz.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 
 
-def align_layers(mats: dict[str, LayerVectors], words: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Rows of every layer in one common clip order (clips stored for all layers).
+def _stored_layer_names(store: EmbeddingStore, settings: ExtractionSettings, layers: Sequence[str] | None) -> list[str]:
+    """``layers``, or every layer the store entry records (its ``meta.json``)."""
+    if layers:
+        return list(layers)
+    entry = store.entry_for(settings)
+    names = list(entry.meta.get("layers", []))
+    if not names or not entry.parts():
+        from embedviz.errors import StoreError
 
-    Returns the per-layer matrices and the clip table (clip_key, clip_id, path, word,
-    speaker) that their rows follow. ``words`` keeps only those words.
-    """
-    layers = list(mats)
-    common = set(mats[layers[0]].clip_keys)
-    for layer in layers[1:]:
-        common &= set(mats[layer].clip_keys)
-    first = mats[layers[0]]
-    clips = first.clips[first.clips["clip_key"].isin(common)]
+        raise StoreError(
+            f"nothing stored for {settings.model} in {store.root}; run "
+            f"'python -m embedviz extract --model {settings.model}' first"
+        )
+    return names
+
+
+def analysis_clips(
+    store: EmbeddingStore,
+    settings: ExtractionSettings,
+    layers: Sequence[str],
+    pooling: str,
+    words: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The clips stored for every one of ``layers`` (matched by clip key), restricted to
+    ``words``, sorted by word then clip id. Reads one layer at a time and keeps only
+    its clip table."""
+    from embedviz.views import read_vectors
+
+    clips: pd.DataFrame | None = None
+    for layer in layers:
+        table = read_vectors(store, settings, [layer], pooling)[layer].clips
+        clips = table if clips is None else clips[clips["clip_key"].isin(table["clip_key"])]
+    if clips is None or clips.empty:
+        raise ConfigError(
+            f"nothing stored for {settings.model} (layers {', '.join(layers)}); run `python -m embedviz extract` first"
+        )
+    clips = clips.drop_duplicates("clip_key")
     if words:
         unknown = sorted(set(words) - set(clips["word"]))
         if unknown:
             raise ConfigError(f"no stored clips of word(s) {', '.join(unknown)}")
         clips = clips[clips["word"].isin(list(words))]
-    clips = clips.sort_values(["word", "clip_id"], kind="stable").reset_index(drop=True)
-    aligned: dict[str, np.ndarray] = {}
-    for layer in layers:
-        index = {k: i for i, k in enumerate(mats[layer].clip_keys)}
-        aligned[layer] = mats[layer].X[[index[k] for k in clips["clip_key"]]]
-    return aligned, clips
+    return clips.sort_values(["word", "clip_id"], kind="stable").reset_index(drop=True)
+
+
+def _layer_rows(store: EmbeddingStore, settings: ExtractionSettings, layer: str, pooling: str, clips: pd.DataFrame) -> np.ndarray:
+    """One layer's matrix in the row order of ``clips`` (by clip key)."""
+    from embedviz.views import read_vectors
+
+    vectors = read_vectors(store, settings, [layer], pooling)[layer]
+    position = pd.Index(vectors.clips["clip_key"]).get_indexer(clips["clip_key"])
+    if (position < 0).any():
+        raise ConfigError(f"layer {layer} lost clips between reads; run analyse again")
+    return np.asarray(vectors.X)[position]
 
 
 def analyse_entry(
@@ -53,43 +92,78 @@ def analyse_entry(
     k: int = 5,
     seed: int = 0,
     probe: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
     """One row of separability metrics per stored layer; optionally writes HTML figures.
 
     ``probe=False`` skips the cross-validated linear probe (most of the time on big sets).
+    ``progress`` gets one step per layer read and measured (and per figure); it can stop.
 
     Figures: the layer curve, a grid of per-layer projections (aligned with Procrustes),
     the k-NN confusion matrix of the best layer, and the CKA matrix between layers.
     """
-    from embedviz import metrics
+    from embedviz import metrics, views
+    from embedviz.reduction import ReductionSettings, plan_projection
 
-    mats = read_layers(store, settings, layers, pooling)
-    aligned, clips = align_layers(mats, words)
+    names = _stored_layer_names(store, settings, layers)
+    clips = analysis_clips(store, settings, names, pooling, words)
     if len(clips) < 3:
         raise ConfigError(f"only {len(clips)} stored clips match; need at least 3 to analyse")
-    table = metrics.metrics_table(aligned, clips["word"].to_numpy(), clips["speaker"].to_numpy(),
-                                  k=k, seed=seed, model=settings.model, probe=probe)
+    steps = len(names) + (3 if figures_dir is not None else 0)
+    reporter = ProgressReporter(progress, total=steps, stage="analyse")
+    reporter.report(f"{len(clips):,} clips, {len(names)} layers")
+    words_arr, speakers = clips["word"].to_numpy(), clips["speaker"].to_numpy()
+    rsettings = ReductionSettings(method=reduction, n_components=2, seed=seed)  # type: ignore[arg-type]
+    cka_rows = metrics.subsample(len(clips), metrics.CKA_MAX_SIDE, seed)
+    cka_blocks: dict[str, np.ndarray] = {}
+    coords: list[np.ndarray] = []
+    rows: list[dict[str, Any]] = []
+    for i, layer in enumerate(names):
+        X = _layer_rows(store, settings, layer, pooling, clips)
+        row: dict[str, Any] = {"layer": str(layer), "model": settings.model,
+                               "depth": i / (len(names) - 1) if len(names) > 1 else 0.0}
+        row.update(metrics.layer_metrics(X, words_arr, speakers, k=k, seed=seed, probe=probe))
+        rows.append(row)
+        if figures_dir is not None:
+            cka_blocks[str(layer)] = X[cka_rows]
+            plan = plan_projection(X.shape[0], X.shape[1], rsettings)
+            if not plan.ok:
+                raise ConfigError(plan.reason + " (analyse --reduction pca, or fewer --words)")
+            coords.append(views.project(X, rsettings).coords)
+        del X
+        reporter.advance(1, f"layer {layer}")
+    table = pd.DataFrame(rows, columns=["layer", "model", *metrics.METRIC_COLUMNS])
     table.insert(2, "pooling", pooling)
     if figures_dir is not None:
-        write_figures(Path(figures_dir), settings.model, aligned, clips, table, pooling=pooling,
-                      reduction=reduction, seed=seed)
+        write_figures(Path(figures_dir), settings.model, coords, cka_blocks, clips.iloc[cka_rows].reset_index(drop=True), clips, table, pooling=pooling,
+                      rsettings=rsettings, best_layer=lambda layer: _layer_rows(store, settings, layer, pooling, clips),
+                      seed=seed, reporter=reporter)
     return table
 
 
 def write_figures(
     out_dir: Path,
     model: str,
-    aligned: dict[str, np.ndarray],
+    coords: Sequence[np.ndarray],
+    cka_blocks: dict[str, np.ndarray],
+    cka_clips: pd.DataFrame,
     clips: pd.DataFrame,
     table: pd.DataFrame,
     *,
     pooling: str,
-    reduction: str,
+    rsettings: Any,
+    best_layer: Any,
     seed: int = 0,
+    reporter: ProgressReporter | None = None,
 ) -> list[Path]:
-    """Write the analysis figures of one model as standalone HTML files."""
-    from embedviz import figures, metrics
-    from embedviz.reduction import ReductionSettings, align_procrustes, reduce
+    """Write the analysis figures of one model as standalone HTML files.
+
+    ``coords``: each layer's 2D projection (rows of ``clips``); ``cka_blocks``: each
+    layer's rows for CKA (the clips of ``cka_clips``); ``best_layer(layer)`` re-reads one layer's matrix (for its
+    confusion matrix), so no more than one full matrix is ever held.
+    """
+    from embedviz import figures, views
+    from embedviz.reduction import align_procrustes
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -98,34 +172,41 @@ def write_figures(
     ids = clips["clip_id"].to_numpy()
     colors = figures.word_colors(words)
 
-    fig = figures.layer_curve_figure(table.assign(model=model), metric="knn_accuracy")
+    fig = figures.layer_curve_figure(table, metric="knn_accuracy")
     written.append(figures.write_html(fig, out_dir / "layer_curve.html"))
 
-    rsettings = ReductionSettings(method=reduction, n_components=2, seed=seed)
-    coords = align_procrustes([reduce(X, rsettings).coords for X in aligned.values()])
+    aligned = align_procrustes(list(coords))
     panels = []
-    for (layer, c), (_, row) in zip(zip(aligned, coords), table.iterrows()):
+    for c, (_, row) in zip(aligned, table.iterrows()):
         panels.append(
             figures.Panel(
-                title=f"layer {layer}",
+                title=f"layer {row['layer']}",
                 coords=c,
                 clip_ids=ids,
                 words=words,
                 speakers=speakers,
-                subtitle=f"kNN {row['knn_accuracy']:.2f} · sil {row['silhouette']:.2f}",
+                subtitle=figures.panel_subtitle(row),
             )
         )
     grid = figures.grid_figure(panels, n_cols=min(4, len(panels)), colors=colors,
                                title=f"{model} · {pooling} pooling · {rsettings.describe()}")
     written.append(figures.write_html(grid, out_dir / "projections.html"))
+    if reporter is not None:
+        reporter.advance(1, "projections")
 
     best = str(table.sort_values("knn_accuracy", ascending=False).iloc[0]["layer"])
-    matrix, labels = metrics.knn_confusion(aligned[best], words)
+    matrix, labels = views.confusion(best_layer(best), clips, seed=seed)
     written.append(figures.write_html(
         figures.confusion_figure(matrix, labels, title=f"{model} · layer {best} · k-NN confusion"),
         out_dir / "confusion.html"))
-    cka = metrics.cka_matrix(aligned)
-    written.append(figures.write_html(figures.cka_figure(cka, title=f"{model} · linear CKA between layers"),
-                                      out_dir / "cka.html"))
+    if reporter is not None:
+        reporter.advance(1, "confusion")
+    cka = views.cka_table([(model, list(cka_blocks), list(cka_blocks.values()), cka_clips)])
+    n_cka = cka.attrs.get("n", 0)
+    written.append(figures.write_html(
+        figures.cka_figure(cka, title=f"{model} · linear CKA between layers ({n_cka:,} clips)"),
+        out_dir / "cka.html"))
+    if reporter is not None:
+        reporter.advance(1, "CKA")
     logger.info("wrote %d figures to %s", len(written), out_dir)
     return written

@@ -2,10 +2,15 @@
 
 Conventions shared by every figure:
 
-* Colours come from :func:`word_colors`: labels are sorted and walk a fixed qualitative
-  palette, so the same set of words gets the same colours in every figure. Pass one
-  ``colors`` mapping built from the *full* word list to every call when figures show
-  different subsets.
+* Styles come from :func:`word_styles`: labels are sorted and walk a fixed qualitative
+  palette (Dark24, readable on white) and, once it is used up, the next marker symbol,
+  so no two words of a dataset share colour AND symbol (35 Speech Commands words: 24
+  circles, 11 diamonds), and the same set of words gets the same styles in every
+  figure. Pass one ``colors`` mapping built from the *full* word list
+  (:func:`word_colors`) to every call when figures show different subsets: symbols
+  follow its order too.
+* ``highlight`` (:class:`Highlight`: clip ids, words or speakers) emphasises some points
+  in every figure while the others dim; the app's search box and selection use it.
 * Scatter points carry ``customdata = [clip_id, word, speaker]`` (all as ``str``);
   ``customdata[0]`` is always the clip id. The app reads it back from Plotly selection events
   (``point["customdata"][0]``).
@@ -50,19 +55,72 @@ _UNIT_METRICS = {"knn_accuracy", "speaker_disjoint_knn", "probe_accuracy", "chan
 def _palette() -> list[str]:
     from plotly.colors import qualitative
 
-    # Dark24 first (readable on white); Light24 doubles the number of distinct colours
-    # so the 35 Speech Commands words do not repeat.
-    return list(qualitative.Dark24) + list(qualitative.Light24)
+    # Dark24 alone: readable on white and without near twins. Light24 (used before)
+    # repeats Dark24's hues in pale tones, which made 'no' and 'zero' the same magenta;
+    # past 24 labels the marker symbol changes instead (see SYMBOLS).
+    return list(qualitative.Dark24)
 
 
-def word_colors(labels: Iterable[Any]) -> dict[str, str]:
-    """Colour per distinct label: sorted labels take palette colours in order, cycling.
+#: Marker symbols, one per pass through the palette (all exist in SVG, WebGL and 3D).
+SYMBOLS: tuple[str, ...] = ("circle", "diamond", "square", "x", "cross")
 
-    Deterministic for a given set of labels, so figures built from the same words agree.
+
+@dataclass(frozen=True)
+class WordStyle:
+    """How one label is drawn: a colour and a marker symbol."""
+
+    color: str
+    symbol: str
+
+
+def word_styles(labels: Iterable[Any]) -> dict[str, WordStyle]:
+    """Colour and symbol per distinct label; no two labels share both.
+
+    Sorted labels walk the palette; each further pass uses the next symbol. With more
+    labels than colours x symbols (120) styles repeat (speakers, say): colour by word
+    to tell classes apart. Deterministic for a given set of labels.
     """
     palette = _palette()
     distinct = sorted({str(label) for label in labels})
-    return {label: palette[i % len(palette)] for i, label in enumerate(distinct)}
+    return {
+        label: WordStyle(palette[i % len(palette)], SYMBOLS[(i // len(palette)) % len(SYMBOLS)])
+        for i, label in enumerate(distinct)
+    }
+
+
+def word_colors(labels: Iterable[Any]) -> dict[str, str]:
+    """Colour per distinct label (:func:`word_styles`; its symbols tell apart labels that
+    share a colour). Deterministic for a given set of labels, so figures built from the
+    same words agree."""
+    return {label: style.color for label, style in word_styles(labels).items()}
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """Points to emphasise (the rest dim): clip ids, words and/or speakers (any match).
+
+    Empty (the default): nothing is highlighted and every point is drawn normally.
+    """
+
+    clip_ids: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+    speakers: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.clip_ids or self.words or self.speakers)
+
+    def mask(self, clip_ids: np.ndarray, words: np.ndarray, speakers: np.ndarray) -> np.ndarray:
+        """True for the points to emphasise."""
+        out = np.zeros(len(clip_ids), dtype=bool)
+        for values, wanted in ((clip_ids, self.clip_ids), (words, self.words), (speakers, self.speakers)):
+            if wanted:
+                out |= np.isin(values, [str(v) for v in wanted])
+        return out
+
+
+#: Opacity of points that are not highlighted while a highlight is active.
+DIM_OPACITY = 0.08
 
 
 def title_for(model: str, layer: str, pooling: str, reduction: "str | ReductionSettings") -> str:
@@ -122,6 +180,8 @@ def _scatter_traces(
     colors: Mapping[str, str],
     shown_in_legend: set[str],
     webgl: bool | None = None,
+    symbols: Mapping[str, str] | None = None,
+    highlight: Highlight | None = None,
 ) -> list[Any]:
     import plotly.graph_objects as go
 
@@ -129,9 +189,20 @@ def _scatter_traces(
     groups = words if color_by == "word" else speakers
     marker = _marker_style(coords.shape[0], three_d)
     custom = np.column_stack([clip_ids, words, speakers])
+    emphasis = highlight.mask(clip_ids, words, speakers) if highlight is not None and highlight.active else None
     traces = []
     for label in sorted(set(groups.tolist())):
         idx = np.flatnonzero(groups == label)
+        style = {**marker, "color": colors[label]}
+        if symbols and label in symbols:
+            # Scatter3d knows fewer symbols; circle/diamond/square/x/cross are common to all.
+            style["symbol"] = symbols[label]
+        if emphasis is not None:
+            hit = emphasis[idx]
+            style["opacity"] = None
+            style["size"] = np.where(hit, marker["size"] * 1.6, marker["size"]).tolist()
+            # Per-point alpha via rgba colours: Scattergl and Scatter3d take arrays here.
+            style["color"] = [_rgba(colors[label], marker["opacity"] if h else DIM_OPACITY) for h in hit]
         common = dict(
             name=label,
             legendgroup=label,
@@ -139,7 +210,7 @@ def _scatter_traces(
             mode="markers",
             customdata=custom[idx],
             hovertemplate=_HOVER,
-            marker={**marker, "color": colors[label]},
+            marker={k: v for k, v in style.items() if v is not None},
         )
         shown_in_legend.add(label)
         if three_d:
@@ -151,11 +222,27 @@ def _scatter_traces(
     return traces
 
 
+def _rgba(color: str, alpha: float) -> str:
+    from plotly.colors import hex_to_rgb
+
+    if color.startswith("#"):
+        r, g, b = hex_to_rgb(color)
+        return f"rgba({r},{g},{b},{alpha:.3f})"
+    return color
+
+
 def _resolve_colors(labels: Iterable[str], colors: Mapping[str, str] | None) -> dict[str, str]:
     resolved = word_colors(labels)
     if colors:
         resolved.update({str(k): v for k, v in colors.items()})
     return resolved
+
+
+def _resolve_symbols(labels: Iterable[str], colors: Mapping[str, str] | None) -> dict[str, str]:
+    """Symbols from the same label universe as the colours (the full word list when
+    ``colors`` came from :func:`word_colors` of it), so both stay consistent."""
+    universe = set(map(str, labels)) | set(map(str, colors or {}))
+    return {label: style.symbol for label, style in word_styles(universe).items()}
 
 
 def _check_color_by(color_by: str) -> None:
@@ -173,8 +260,11 @@ def scatter_figure(
     title: str = "",
     colors: Mapping[str, str] | None = None,
     webgl: bool | None = None,
+    highlight: Highlight | None = None,
 ) -> "go.Figure":
     """Scatter of a 2D or 3D (``Scatter3d``) projection.
+
+    ``highlight`` emphasises its clips / words / speakers and dims the rest.
 
     2D uses WebGL (``Scattergl``) from :data:`WEBGL_MIN_POINTS` points on and SVG
     (``Scatter``) below, so a page of many small panels stays within the browser's
@@ -193,8 +283,10 @@ def scatter_figure(
     ids = _column(clip_ids, n, "clip_ids")
     w = _column(words, n, "words")
     s = _column(speakers, n, "speakers")
-    palette = _resolve_colors(w if color_by == "word" else s, colors)
-    fig = go.Figure(_scatter_traces(arr, ids, w, s, color_by, palette, set(), webgl))
+    groups = w if color_by == "word" else s
+    palette = _resolve_colors(groups, colors)
+    symbols = _resolve_symbols(groups, colors)
+    fig = go.Figure(_scatter_traces(arr, ids, w, s, color_by, palette, set(), webgl, symbols, highlight))
     fig.update_layout(
         title={"text": title},
         legend={"title": {"text": color_by}, "itemsizing": "constant"},
@@ -242,11 +334,16 @@ def grid_figure(
     color_by: ColorBy = "word",
     colors: Mapping[str, str] | None = None,
     title: str = "",
+    highlight: Highlight | None = None,
+    webgl: bool | None = None,
 ) -> "go.Figure":
     """Small multiples (e.g. layers x models) with shared colours and one legend.
 
     All panels must be 2D, or all 3D (then each cell is its own 3D scene). Clicking a
-    legend entry hides that label in every panel.
+    legend entry hides that label in every panel. One figure holds every panel, and
+    plotly.js draws all WebGL subplots of a figure on ONE canvas, so a grid of any
+    number of 20,000-point panels uses a single WebGL context (separate charts take
+    two each and blank past the browser's ~16).
     """
     from plotly.subplots import make_subplots
 
@@ -272,6 +369,7 @@ def grid_figure(
     for _, _, w, s in prepared:
         all_labels.extend((w if color_by == "word" else s).tolist())
     palette = _resolve_colors(all_labels, colors)
+    symbols = _resolve_symbols(all_labels, colors)
     subplot_titles = [f"{p.title}<br><sup>{p.subtitle}</sup>" if p.subtitle else p.title for p in panels]
     specs = [[{"type": "scene" if three_d else "xy"} for _ in range(n_cols)] for _ in range(n_rows)]
     fig = make_subplots(
@@ -285,7 +383,8 @@ def grid_figure(
     shown: set[str] = set()
     for i, (arr, ids, w, s) in enumerate(prepared):
         row, col = divmod(i, n_cols)
-        for trace in _scatter_traces(arr, ids, w, s, color_by, palette, shown):
+        use_webgl = webgl if webgl is not None else sum(a.shape[0] for a, *_ in prepared) >= WEBGL_MIN_POINTS
+        for trace in _scatter_traces(arr, ids, w, s, color_by, palette, shown, use_webgl, symbols, highlight):
             fig.add_trace(trace, row=row + 1, col=col + 1)
     if not three_d:
         # Projection axes have no units worth reading in a small multiple.
@@ -300,6 +399,65 @@ def grid_figure(
         uirevision="embedviz",
         margin={"l": 20, "r": 20, "t": 80, "b": 20},
     )
+    return fig
+
+
+def overview_figure(
+    coords: ArrayLike,
+    words: Sequence[Any],
+    *,
+    colors: Mapping[str, str] | None = None,
+    bins: int = 256,
+    title: str = "",
+) -> "go.Figure":
+    """A rasterised 2D overview: one image, no WebGL, any number of points.
+
+    Each pixel takes the colour of the word with the most points in it; its strength
+    grows with the log of the point count. Memory is ``words x bins^2`` counts (35 words
+    at 256 bins: 18 MB), whatever ``n``. Meant for the many-panel overview where a
+    scatter per panel would exceed the browser's WebGL contexts; hover gives the
+    majority word and the count.
+    """
+    import plotly.graph_objects as go
+    from plotly.colors import hex_to_rgb
+
+    arr = _coords(coords)
+    if arr.shape[1] != 2:
+        raise ConfigError("overview_figure draws 2D projections only")
+    w = _column(words, arr.shape[0], "words")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 8 <= bins <= 2048:
+        raise ConfigError(f"bins must be an integer in [8, 2048], got {bins!r}")
+    palette = _resolve_colors(w, colors)
+    names, codes = np.unique(w, return_inverse=True)
+    lo, hi = arr.min(axis=0), arr.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    cells = np.clip(((arr - lo) / span * bins).astype(np.int64), 0, bins - 1)
+    flat = cells[:, 1] * bins + cells[:, 0]  # row = y, column = x
+    counts = np.zeros((len(names), bins * bins), dtype=np.int32)
+    np.add.at(counts, (codes, flat), 1)
+    total = counts.sum(axis=0)
+    majority = counts.argmax(axis=0)
+    rgb = np.array([hex_to_rgb(palette[str(n)]) if palette[str(n)].startswith("#") else (90, 90, 90) for n in names],
+                   dtype=np.float64)
+    strength = np.where(total > 0, 0.35 + 0.65 * np.log1p(total) / np.log1p(max(1, total.max())), 0.0)
+    pixels = 255.0 - strength[:, None] * (255.0 - rgb[majority])  # blend towards white
+    image = pixels.reshape(bins, bins, 3).astype(np.uint8)
+    label = np.where(total > 0, names[majority], "").reshape(bins, bins)
+    fig = go.Figure(
+        go.Image(
+            z=image,
+            x0=float(lo[0]),
+            dx=float(span[0] / bins),
+            y0=float(lo[1]),
+            dy=float(span[1] / bins),
+            customdata=np.dstack([label, total.reshape(bins, bins).astype(str)]),
+            hovertemplate="%{customdata[0]} (%{customdata[1]} points)<extra></extra>",
+        )
+    )
+    fig.update_layout(title={"text": title}, template="plotly_white", margin={"l": 20, "r": 20, "t": 60, "b": 20})
+    # go.Image reverses y by default (image convention); projections have y up.
+    fig.update_yaxes(autorange=True, scaleanchor="x", scaleratio=1, showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
     return fig
 
 
@@ -464,8 +622,14 @@ def write_html(fig: "go.Figure", path: str | Path) -> Path:
 
 
 __all__ = [
+    "DIM_OPACITY",
     "METRIC_LABELS",
+    "SYMBOLS",
+    "Highlight",
     "Panel",
+    "WordStyle",
+    "overview_figure",
+    "word_styles",
     "cka_figure",
     "confusion_figure",
     "grid_figure",

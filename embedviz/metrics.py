@@ -44,14 +44,38 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "chance",
     "n_clips",
     "n_words",
+    "knn_n",
+    "silhouette_n",
+    "probe_n",
 )
+
+#: The separability numbers a layer curve can show (labels: figures.METRIC_LABELS).
+SEPARABILITY_METRICS: tuple[str, ...] = ("knn_accuracy", "speaker_disjoint_knn", "silhouette", "probe_accuracy")
 
 # Memory (MB) for one chunk of the pairwise distance matrix in k-NN.
 _WORKING_MEMORY_MB = 64
 
+#: Caps that bound memory and time at any ``n``. Above them a number is computed on a
+#: seeded, stratified subsample of rows and the sample size is returned with it (the
+#: ``*_n`` keys of :func:`layer_metrics`), so whoever shows the number can state it.
+#: k-NN: query clips whose vote is counted (neighbours are still searched among ALL
+#: clips, in chunks of ``_WORKING_MEMORY_MB``), so time is O(KNN_MAX_QUERIES x n x d).
+KNN_MAX_QUERIES = 5000
+#: Silhouette: rows used. Time O(m^2 d); scikit-learn chunks the distances.
+SILHOUETTE_MAX_N = 5000
+#: Trustworthiness: rows used; scikit-learn builds m x m matrices (m = 3000: ~150 MB).
+TRUST_MAX_N = 3000
+#: Linear probe: rows used for the cross-validation.
+PROBE_MAX_N = 10000
+#: CKA: the largest side of a square (Gram ``n x n`` or feature ``d x d``) matrix built.
+CKA_MAX_SIDE = 4096
+
 
 def _matrix(X: ArrayLike, name: str = "X") -> np.ndarray:
-    arr = np.asarray(X, dtype=np.float64)
+    arr = np.asarray(X)
+    # float32 stays float32: a float64 copy of 100,000 x 768 would be 600 MB more.
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
     if arr.ndim != 2:
         raise ConfigError(f"{name} must be a 2-D array (clips x features), got shape {arr.shape}")
     if not np.isfinite(arr).all():
@@ -72,14 +96,43 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
+def subsample(n: int, cap: int, seed: int = 0, labels: ArrayLike | None = None) -> np.ndarray:
+    """Sorted indices of at most ``cap`` of ``n`` rows, drawn reproducibly with ``seed``.
+
+    All rows when ``n <= cap``. With ``labels`` the draw is stratified: every label keeps
+    its share (rounded down, at least one row), so a subsample of balanced data stays
+    balanced.
+    """
+    if n <= cap:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(n, size=cap, replace=False))
+    _, codes = np.unique(np.asarray(labels), return_inverse=True)
+    counts = np.bincount(codes)
+    quota = np.maximum(1, np.floor(counts * (cap / n))).astype(np.int64)
+    # A random key per row ranked within its label: rows ranked below the label's quota
+    # form a stratified draw, without a Python loop over labels.
+    order = np.lexsort((rng.random(n), codes))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, counts)
+    return np.flatnonzero(rank < quota[codes])
+
+
 def knn_predict(
     X: ArrayLike,
     labels: ArrayLike,
     k: int = 5,
     metric: str = "cosine",
     groups: ArrayLike | None = None,
+    queries: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out k-NN predictions.
+
+    ``queries`` (row indices) restricts which rows are *predicted*; every row is still a
+    candidate neighbour. Distances are computed in chunks of query rows against all
+    rows, so memory stays bounded (never ``n x n``).
 
     For each row, its ``k`` nearest other rows (by index: duplicates of a point still
     count as neighbours) vote; the most frequent label wins and a tie goes to the tied
@@ -107,9 +160,10 @@ def knn_predict(
         _, gcodes = np.unique(g, return_inverse=True)
 
     kk = min(k, n - 1)
+    q = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
 
     def reduce_chunk(D: np.ndarray, chunk_start: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = np.arange(chunk_start, chunk_start + D.shape[0])
+        rows = q[chunk_start : chunk_start + D.shape[0]]
         D = np.array(D, dtype=np.float64, copy=True)
         D[np.arange(D.shape[0]), rows] = np.inf
         if g is not None:
@@ -120,20 +174,23 @@ def knn_predict(
         order = np.lexsort((part, dist), axis=1)
         return np.take_along_axis(part, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
-    chunks = list(pairwise_distances_chunked(Xf, metric=metric, reduce_func=reduce_chunk, working_memory=_WORKING_MEMORY_MB))
+    chunks = list(
+        pairwise_distances_chunked(Xf[q], Xf, metric=metric, reduce_func=reduce_chunk, working_memory=_WORKING_MEMORY_MB)
+    )
     nbrs = np.concatenate([c[0] for c in chunks])
-    dists = np.concatenate([c[1] for c in chunks])
-    for i in range(n):
-        usable = np.isfinite(dists[i])
-        if not usable.any():
-            continue
-        votes = codes[nbrs[i][usable]]
-        counts = np.bincount(votes, minlength=n_classes)
-        top = counts.max()
-        # Neighbours are sorted nearest first: the first voter from a tied class wins.
-        winner = next(v for v in votes if counts[v] == top)
-        predictions[i] = names[winner]
-        valid[i] = True
+    usable = np.isfinite(np.concatenate([c[1] for c in chunks]))
+    votes = codes[nbrs]
+    m = len(q)
+    # Vote counts per query and word, all queries at once.
+    counts = np.zeros((m, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(m), kk), votes.ravel()), usable.ravel().astype(np.int64))
+    top = counts.max(axis=1)
+    # Neighbours are sorted nearest first: the first usable voter of a tied word wins.
+    is_top = usable & (np.take_along_axis(counts, votes, axis=1) == top[:, None])
+    winners = votes[np.arange(m), np.argmax(is_top, axis=1)]
+    has = usable.any(axis=1)
+    predictions[q[has]] = names[winners[has]]
+    valid[q[has]] = True
     return predictions, valid
 
 
@@ -143,8 +200,15 @@ def knn_accuracy(
     k: int = 5,
     metric: str = "cosine",
     groups: ArrayLike | None = None,
+    *,
+    max_queries: int | None = KNN_MAX_QUERIES,
+    seed: int = 0,
 ) -> float:
     """Leave-one-out k-NN word accuracy in ``[0, 1]`` (see :func:`knn_predict`).
+
+    Above ``max_queries`` rows the accuracy is averaged over a seeded stratified
+    subsample of query clips (their neighbours are searched among all rows);
+    :func:`knn_accuracy_n` also returns how many. ``None``: every row.
 
     Args:
         X: ``(n, d)`` embeddings.
@@ -157,11 +221,27 @@ def knn_accuracy(
         Fraction of rows whose prediction is right, over rows that had a candidate
         neighbour; ``nan`` if there are fewer than 2 rows or no row had one.
     """
+    return knn_accuracy_n(X, labels, k=k, metric=metric, groups=groups, max_queries=max_queries, seed=seed)[0]
+
+
+def knn_accuracy_n(
+    X: ArrayLike,
+    labels: ArrayLike,
+    k: int = 5,
+    metric: str = "cosine",
+    groups: ArrayLike | None = None,
+    *,
+    max_queries: int | None = KNN_MAX_QUERIES,
+    seed: int = 0,
+) -> tuple[float, int]:
+    """:func:`knn_accuracy` and the number of query clips it was averaged over."""
     y = np.asarray(labels)
-    predictions, valid = knn_predict(X, y, k=k, metric=metric, groups=groups)
-    if not valid.any():
-        return NAN
-    return float(np.mean(predictions[valid] == y[valid]))
+    queries = None if max_queries is None else subsample(len(y), max_queries, seed, y)
+    predictions, valid = knn_predict(X, y, k=k, metric=metric, groups=groups, queries=queries)
+    n_used = int(valid.sum())
+    if not n_used:
+        return NAN, 0
+    return float(np.mean(predictions[valid] == y[valid])), n_used
 
 
 def speaker_disjoint_knn_accuracy(
@@ -172,9 +252,18 @@ def speaker_disjoint_knn_accuracy(
 
 
 def knn_confusion(
-    X: ArrayLike, labels: ArrayLike, k: int = 5, metric: str = "cosine"
+    X: ArrayLike,
+    labels: ArrayLike,
+    k: int = 5,
+    metric: str = "cosine",
+    *,
+    max_queries: int | None = KNN_MAX_QUERIES,
+    seed: int = 0,
 ) -> tuple[np.ndarray, list[str]]:
     """Confusion matrix of leave-one-out k-NN predictions.
+
+    Above ``max_queries`` rows only a seeded stratified subsample of clips is predicted
+    (the matrix then sums to about ``max_queries``; rows are best read normalised).
 
     Returns:
         ``(matrix, label_names)``: ``matrix[i, j]`` counts clips of word ``label_names[i]``
@@ -183,7 +272,8 @@ def knn_confusion(
     from sklearn.metrics import confusion_matrix
 
     y = np.asarray(labels)
-    predictions, valid = knn_predict(X, y, k=k, metric=metric)
+    queries = None if max_queries is None else subsample(len(y), max_queries, seed, y)
+    predictions, valid = knn_predict(X, y, k=k, metric=metric, queries=queries)
     names = [str(v) for v in np.unique(y)]
     if not valid.any():
         return np.zeros((len(names), len(names)), dtype=np.int64), names
@@ -193,24 +283,46 @@ def knn_confusion(
     return matrix.astype(np.int64), names
 
 
-def silhouette(X: ArrayLike, labels: ArrayLike, metric: str = "cosine") -> float:
+def silhouette(
+    X: ArrayLike, labels: ArrayLike, metric: str = "cosine", *, max_n: int | None = SILHOUETTE_MAX_N, seed: int = 0
+) -> float:
     """Mean silhouette coefficient of the word labels in ``[-1, 1]``.
 
     ``nan`` unless there are at least 2 words and fewer words than clips (scikit-learn's
-    requirement). Words with a single clip score 0 (scikit-learn's convention).
+    requirement). Words with a single clip score 0 (scikit-learn's convention). Above
+    ``max_n`` rows it is computed on a seeded stratified subsample of ``max_n`` rows
+    (:func:`silhouette_n` also returns the size).
     """
+    return silhouette_n(X, labels, metric, max_n=max_n, seed=seed)[0]
+
+
+def silhouette_n(
+    X: ArrayLike, labels: ArrayLike, metric: str = "cosine", *, max_n: int | None = SILHOUETTE_MAX_N, seed: int = 0
+) -> tuple[float, int]:
+    """:func:`silhouette` and the number of rows it was computed on."""
     from sklearn.metrics import silhouette_score
 
     Xf = _matrix(X)
     y = _labels(labels, Xf.shape[0])
+    if max_n is not None:
+        rows = subsample(len(y), max_n, seed, y)
+        Xf, y = Xf[rows], y[rows]
     n_labels = len(np.unique(y))
     if n_labels < 2 or n_labels > Xf.shape[0] - 1:
-        return NAN
+        return NAN, 0
     value = float(silhouette_score(Xf, y, metric=metric))
-    return value if math.isfinite(value) else NAN
+    return (value if math.isfinite(value) else NAN), int(Xf.shape[0])
 
 
-def probe_accuracy(X: ArrayLike, labels: ArrayLike, folds: int = 5, seed: int = 0, max_iter: int = 200) -> float:
+def probe_accuracy(
+    X: ArrayLike,
+    labels: ArrayLike,
+    folds: int = 5,
+    seed: int = 0,
+    max_iter: int = 200,
+    *,
+    max_n: int | None = PROBE_MAX_N,
+) -> float:
     """Cross-validated accuracy of a linear (logistic-regression) word probe.
 
     Standardisation is fitted inside each training fold (a ``Pipeline``), folds are
@@ -219,7 +331,8 @@ def probe_accuracy(X: ArrayLike, labels: ArrayLike, folds: int = 5, seed: int = 
 
     ``max_iter`` bounds lbfgs: on 5000 clips x 768 dims x 35 words the held-out accuracy
     was identical after 100, 300 and 1000 iterations (1.6 s vs 4.3 s vs 11.5 s), because
-    late iterations only grow the weights of already-separated classes.
+    late iterations only grow the weights of already-separated classes. Above ``max_n``
+    rows the cross-validation runs on a seeded stratified subsample of ``max_n`` rows.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -229,6 +342,9 @@ def probe_accuracy(X: ArrayLike, labels: ArrayLike, folds: int = 5, seed: int = 
 
     Xf = _matrix(X)
     y = _labels(labels, Xf.shape[0])
+    if max_n is not None:
+        rows = subsample(len(y), max_n, seed, y)
+        Xf, y = Xf[rows], y[rows]
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
     _, counts = np.unique(y, return_counts=True)
@@ -255,7 +371,10 @@ def _cka_parts(Xc: np.ndarray, Yc: np.ndarray) -> tuple[float, float, float]:
     """(HSIC(X,Y), HSIC(X,X), HSIC(Y,Y)) up to a common factor, cheapest form first."""
     n, dx = Xc.shape
     dy = Yc.shape[1]
-    if n * n * (dx + dy) < n * (dx * dy + dx * dx + dy * dy):
+    gram_cheaper = n * n * (dx + dy) < n * (dx * dy + dx * dx + dy * dy)
+    # Never a square matrix wider than CKA_MAX_SIDE: callers subsample rows first when
+    # both n and the widths exceed it (see :func:`_cka_rows`).
+    if n <= CKA_MAX_SIDE and (gram_cheaper or max(dx, dy) > CKA_MAX_SIDE):
         K = Xc @ Xc.T
         L = Yc @ Yc.T
         return float(np.sum(K * L)), float(np.sum(K * K)), float(np.sum(L * L))
@@ -263,6 +382,14 @@ def _cka_parts(Xc: np.ndarray, Yc: np.ndarray) -> tuple[float, float, float]:
     xx = Xc.T @ Xc
     yy = Yc.T @ Yc
     return float(np.sum(xy * xy)), float(np.sum(xx * xx)), float(np.sum(yy * yy))
+
+
+def _cka_rows(n: int, width: int, seed: int = 0) -> np.ndarray:
+    """Rows CKA uses: all, unless both ``n`` and the widest block exceed CKA_MAX_SIDE
+    (then neither the Gram nor the feature form fits the cap and rows are subsampled)."""
+    if n <= CKA_MAX_SIDE or width <= CKA_MAX_SIDE:
+        return np.arange(n)
+    return subsample(n, CKA_MAX_SIDE, seed)
 
 
 def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
@@ -278,6 +405,8 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
         raise ConfigError(f"X has {Xf.shape[0]} rows and Y has {Yf.shape[0]}; CKA needs the same clips")
     if Xf.shape[0] < 2:
         return NAN
+    rows = _cka_rows(Xf.shape[0], max(Xf.shape[1], Yf.shape[1]))
+    Xf, Yf = Xf[rows], Yf[rows]
     xy, xx, yy = _cka_parts(_centred(Xf), _centred(Yf))
     denom = math.sqrt(xx) * math.sqrt(yy)
     if not denom > 0:
@@ -289,9 +418,11 @@ def cka_matrix(blocks: Mapping[str, ArrayLike]) -> "pd.DataFrame":
     """Pairwise linear CKA between named representations of the same clips (symmetric).
 
     Each block's self-similarity is computed once. Blocks at least as wide as there are
-    clips keep their ``n x n`` Gram matrix (no larger than the block itself), so pairs
-    of them cost ``O(n^2)``; other pairs use the feature-space form ``O(n dx dy)``.
-    Constant blocks give ``nan`` rows.
+    clips keep their ``n x n`` Gram matrix (no larger than the block itself) while
+    ``n <= CKA_MAX_SIDE``, so pairs of them cost ``O(n^2)``; other pairs use the
+    feature-space form ``O(n dx dy)``. When both ``n`` and some block's width exceed the
+    cap, a seeded subsample of ``CKA_MAX_SIDE`` rows is used. ``df.attrs["n"]`` is the
+    number of rows the values were computed on. Constant blocks give ``nan`` rows.
     """
     import pandas as pd
 
@@ -301,17 +432,23 @@ def cka_matrix(blocks: Mapping[str, ArrayLike]) -> "pd.DataFrame":
     if len(rows) > 1:
         raise ConfigError(f"all blocks must have the same number of rows (clips), got {sorted(rows)}")
     n = rows.pop() if rows else 0
+    keep = _cka_rows(n, max((c.shape[1] for c in centred.values()), default=0))
+    if len(keep) < n:
+        centred = {name: _centred(Z[keep]) for name, Z in centred.items()}
+        n = len(keep)
     grams: dict[str, np.ndarray] = {}
     self_norm: dict[str, float] = {}
     for name, Z in centred.items():
-        if Z.shape[1] >= n:
+        if Z.shape[1] >= n and n <= CKA_MAX_SIDE:
             grams[name] = Z @ Z.T
             self_norm[name] = float(np.linalg.norm(grams[name]))
         else:
             self_norm[name] = float(np.linalg.norm(Z.T @ Z))
     out = np.full((len(names), len(names)), NAN)
     if n < 2:
-        return pd.DataFrame(out, index=pd.Index(names, name="layer"), columns=pd.Index(names, name="layer"))
+        empty = pd.DataFrame(out, index=pd.Index(names, name="layer"), columns=pd.Index(names, name="layer"))
+        empty.attrs["n"] = n
+        return empty
     for i, a in enumerate(names):
         for j in range(i, len(names)):
             b = names[j]
@@ -323,7 +460,9 @@ def cka_matrix(blocks: Mapping[str, ArrayLike]) -> "pd.DataFrame":
             else:
                 cross = float(np.sum(np.square(centred[b].T @ centred[a])))
             out[i, j] = out[j, i] = min(1.0, max(0.0, cross / denom))
-    return pd.DataFrame(out, index=pd.Index(names, name="layer"), columns=pd.Index(names, name="layer"))
+    df = pd.DataFrame(out, index=pd.Index(names, name="layer"), columns=pd.Index(names, name="layer"))
+    df.attrs["n"] = n
+    return df
 
 
 def nearest_neighbours(X: ArrayLike, index: int, k: int = 5, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
@@ -344,22 +483,49 @@ def nearest_neighbours(X: ArrayLike, index: int, k: int = 5, metric: str = "cosi
     return order, d[order]
 
 
-def trustworthiness(X: ArrayLike, coords: ArrayLike, n_neighbors: int = 5, metric: str = "euclidean") -> float:
+def trustworthiness(
+    X: ArrayLike,
+    coords: ArrayLike,
+    n_neighbors: int = 5,
+    metric: str = "euclidean",
+    *,
+    max_n: int | None = TRUST_MAX_N,
+    seed: int = 0,
+) -> float:
     """How well a picture keeps original-space neighbourhoods (scikit-learn), in ``[0, 1]``.
 
     ``n_neighbors`` is clipped below ``n / 2`` as scikit-learn requires; ``nan`` if
-    fewer than 3 points.
+    fewer than 3 points. scikit-learn builds ``n x n`` distance matrices (35,000 points
+    crashed a server), so above ``max_n`` points it is computed on a seeded subsample of
+    ``max_n`` (neighbourhoods within the subsample, in both spaces);
+    :func:`trustworthiness_n` also returns the size.
     """
+    return trustworthiness_n(X, coords, n_neighbors, metric, max_n=max_n, seed=seed)[0]
+
+
+def trustworthiness_n(
+    X: ArrayLike,
+    coords: ArrayLike,
+    n_neighbors: int = 5,
+    metric: str = "euclidean",
+    *,
+    max_n: int | None = TRUST_MAX_N,
+    seed: int = 0,
+) -> tuple[float, int]:
+    """:func:`trustworthiness` and the number of points it was computed on."""
     from sklearn.manifold import trustworthiness as sk_trustworthiness
 
     Xf = _matrix(X, "X")
     C = _matrix(coords, "coords")
     if Xf.shape[0] != C.shape[0]:
         raise ConfigError(f"X has {Xf.shape[0]} rows and coords has {C.shape[0]}")
+    if max_n is not None:
+        rows = subsample(Xf.shape[0], max_n, seed)
+        Xf, C = Xf[rows], C[rows]
     k = min(_check_k(n_neighbors), (Xf.shape[0] - 1) // 2)
     if k < 1:
-        return NAN
-    return float(sk_trustworthiness(Xf, C, n_neighbors=k, metric=metric))
+        return NAN, 0
+    return float(sk_trustworthiness(Xf, C, n_neighbors=k, metric=metric)), int(Xf.shape[0])
 
 
 def chance_rate(labels: ArrayLike) -> float:
@@ -387,23 +553,35 @@ def layer_metrics(
         ``knn_accuracy``, ``silhouette``, ``probe_accuracy`` (``nan`` with ``probe=False``),
         ``speaker_disjoint_knn`` (``nan`` without speakers or when no clip has a
         neighbour from another speaker), ``n_clips``, ``n_words`` and ``chance`` (the
-        majority-word rate, which is ``1 / n_words`` for balanced data).
+        majority-word rate, which is ``1 / n_words`` for balanced data), and the sample
+        sizes behind the capped numbers: ``knn_n``, ``silhouette_n``, ``probe_n``
+        (each equals ``n_clips`` below its cap; 0 where the number is nan).
     """
     Xf = _matrix(X)
     y = _labels(words, Xf.shape[0], "words")
+    knn, knn_n = knn_accuracy_n(Xf, y, k=k, metric=metric, seed=seed)
+    sil, sil_n = silhouette_n(Xf, y, metric=metric, seed=seed)
+    probe_n = 0
+    probe_value = NAN
+    if probe:
+        probe_value = probe_accuracy(Xf, y, seed=seed)
+        probe_n = int(min(len(y), PROBE_MAX_N)) if math.isfinite(probe_value) else 0
     out: dict[str, Any] = {
-        "knn_accuracy": knn_accuracy(Xf, y, k=k, metric=metric),
+        "knn_accuracy": knn,
         "speaker_disjoint_knn": NAN,
-        "silhouette": silhouette(Xf, y, metric=metric),
-        "probe_accuracy": probe_accuracy(Xf, y, seed=seed) if probe else NAN,
+        "silhouette": sil,
+        "probe_accuracy": probe_value,
         "chance": chance_rate(y),
         "n_clips": int(Xf.shape[0]),
         "n_words": int(len(np.unique(y))),
+        "knn_n": knn_n,
+        "silhouette_n": sil_n,
+        "probe_n": probe_n,
     }
     if speakers is not None:
         s = _labels(speakers, Xf.shape[0], "speakers")
         if len(np.unique(s)) >= 2:
-            out["speaker_disjoint_knn"] = knn_accuracy(Xf, y, k=k, metric=metric, groups=s)
+            out["speaker_disjoint_knn"] = knn_accuracy(Xf, y, k=k, metric=metric, groups=s, seed=seed)
     return out
 
 
@@ -444,7 +622,16 @@ def metrics_table(
 
 
 __all__ = [
+    "CKA_MAX_SIDE",
+    "KNN_MAX_QUERIES",
     "METRIC_COLUMNS",
+    "PROBE_MAX_N",
+    "SILHOUETTE_MAX_N",
+    "TRUST_MAX_N",
+    "knn_accuracy_n",
+    "silhouette_n",
+    "subsample",
+    "trustworthiness_n",
     "chance_rate",
     "cka_matrix",
     "knn_accuracy",

@@ -23,6 +23,8 @@ import numpy as np
 from embedviz.errors import ConfigError
 
 POOLINGS = ("mean", "max", "meanstd", "centre", "speech", "time")
+#: Short names for the app's controls (one per :data:`POOLINGS` kind).
+POOLING_LABELS = {"mean": "mean", "max": "max", "meanstd": "mean+std", "centre": "centre", "speech": "speech", "time": "at time"}
 #: Stored per (clip, layer); ``meanstd`` and ``time:`` are assembled from these.
 STORED_VECTORS = ("mean", "std", "max", "centre", "speech")
 GRID_STEP = 0.1

@@ -43,11 +43,9 @@ runs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
@@ -72,6 +70,8 @@ MIN_POINTS = 3
 #: From this many points on, 2D t-SNE uses openTSNE's FFT gradient instead of Barnes-Hut
 #: (measured crossover, see the module docstring).
 FFT_MIN_POINTS = 5000
+#: Past this many rows PCA uses scikit-learn's seeded randomised SVD instead of a full one.
+PCA_FULL_MAX_N = 20000
 #: Iterations of openTSNE's two optimisation phases (its defaults).
 TSNE_EARLY_ITER = 250
 TSNE_ITER = 500
@@ -130,31 +130,22 @@ class ReductionSettings:
         if not _is_real(self.min_dist) or not 0.0 <= float(self.min_dist) <= 1.0:
             raise ConfigError(f"min_dist must be a number in [0, 1], got {self.min_dist!r}")
 
-    def relevant(self) -> dict[str, Any]:
-        """The fields that can change the result of this method (others are ignored)."""
-        out: dict[str, Any] = {
-            "method": self.method,
-            "n_components": int(self.n_components),
-            "preprocess": self.preprocess,
-        }
-        if self.method == "tsne":
-            out.update(seed=int(self.seed), perplexity=float(self.perplexity))
-        elif self.method == "umap":
-            out.update(
-                seed=int(self.seed),
-                n_neighbors=int(self.n_neighbors),
-                min_dist=float(self.min_dist),
-            )
-        return out
+    def canonical(self) -> ReductionSettings:
+        """The same settings with the fields this method ignores reset to their defaults.
 
-    def key(self) -> str:
-        """Stable 12-hex-digit hash of the result-relevant fields (a cache key).
-
-        Fields the method ignores (e.g. ``perplexity`` for PCA) are left out, so settings
-        that must give the same picture share a key.
+        PCA ignores seed, perplexity and the UMAP fields; t-SNE ignores the UMAP fields;
+        UMAP ignores perplexity. Settings that must give the same picture compare (and
+        hash, so share a cache entry) equal after this.
         """
-        payload = json.dumps(self.relevant(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:12]
+        from dataclasses import replace
+
+        default = ReductionSettings()
+        if self.method == "pca":
+            return replace(self, seed=default.seed, perplexity=default.perplexity,
+                           n_neighbors=default.n_neighbors, min_dist=default.min_dist)
+        if self.method == "tsne":
+            return replace(self, n_neighbors=default.n_neighbors, min_dist=default.min_dist)
+        return replace(self, perplexity=default.perplexity)
 
     def describe(self) -> str:
         """Short human label for titles, e.g. ``"t-SNE 2D (perplexity 30, seed 0)"``."""
@@ -167,9 +158,6 @@ class ReductionSettings:
             parts.insert(0, self.preprocess)
         label = f"{METHOD_LABELS[self.method]} {self.n_components}D"
         return f"{label} ({', '.join(parts)})" if parts else label
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -326,11 +314,14 @@ def _fit_pca(
     k = settings.n_components
     n, d = X.shape
     fitted_k = min(k, n, d)
-    # Full SVD: exact and deterministic (no randomised solver), fast enough at 5k x 768.
-    pca = PCA(n_components=fitted_k, svd_solver="full")
+    # Full SVD is exact and fast enough at 5k x 768 but O(n d min(n, d)): past
+    # PCA_FULL_MAX_N rows the seeded randomised solver (deterministic, a few passes over
+    # the data) keeps 100,000 points at a few seconds.
+    solver = "full" if n <= PCA_FULL_MAX_N else "randomized"
+    pca = PCA(n_components=fitted_k, svd_solver=solver, random_state=0 if solver == "randomized" else None)
     coords = pca.fit_transform(X)
     params.update(
-        backend="sklearn.PCA",
+        backend=f"sklearn.PCA-{solver}",
         explained_variance_ratio=[float(v) for v in pca.explained_variance_ratio_],
     )
     if fitted_k < k:
@@ -450,6 +441,9 @@ def _fit_umap(
         random_state=int(settings.seed),
         n_jobs=1,  # random_state forces this anyway; saying so avoids umap's warning
         transform_seed=int(settings.seed),
+        # The fast path on large sets: NN-descent neighbours (umap uses them from 4096
+        # points on) without its memory-hungry search index.
+        low_memory=True,
     )
     with warnings.catch_warnings():
         # Small or well-clustered data make umap (and the scikit-learn spectral init it
@@ -470,6 +464,138 @@ def _fit_umap(
 def _ignore_umap_warnings(warnings: Any) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="umap")
     warnings.filterwarnings("ignore", message="Graph is not fully connected", category=UserWarning)
+
+
+# ------------------------------------------------------------------ cost model
+
+#: Requests estimated above these are not started by the app: it offers a smaller
+#: sample or PCA instead (:func:`plan_projection`).
+MAX_SECONDS = 60.0
+MAX_MEMORY_MB = 2000.0
+
+# Fitted to timings on the 2-core development machine (1 thread, seeded clustered data,
+# 35 clusters; bench/bench_reduction.py and /tmp calibration runs of 2026-12-02):
+#   PCA full 20,000 x 768: 3.2 s; 100,000 x 80: 0.6 s      -> O(n d^2)
+#   openTSNE FFT 5,000 x 80: 16.6 s; 10,000 x 80: 21.4 s   -> ~12 s + ~1 ms per point
+#   openTSNE BH 1,000 x 768: 1.6 s; 5,000: 11.8 s          -> O(n log n)
+#   UMAP 5,000 x 768 (numba warm): 4.0 s; first use in a process adds ~25-45 s (compile)
+_PCA_S_PER_UNIT = 2.7e-10  # per n * d * min(n, d) (full SVD)
+_PCA_RANDOMIZED_S_PER_UNIT = 6e-9  # per n * d (a few passes over the data)
+_TSNE_FFT_BASE_S = 11.8
+_TSNE_FFT_S_PER_POINT = 0.96e-3
+_TSNE_BH_S_PER_NLOGN = 2.8e-4
+_TSNE_3D_FACTOR = 2.5
+_UMAP_S_PER_POINT = 0.8e-3
+_NN_S_PER_UNIT = 2.5e-9  # neighbour search (Annoy / NN-descent) per n * d
+UMAP_FIRST_USE_S = 30.0
+
+
+def estimate_seconds(method: str, n: int, d: int, dims: int = 2) -> float:
+    """Expected wall time of :func:`reduce` on ``n x d`` data to ``dims`` dimensions.
+
+    A calibrated model (see the constants above), good to a factor of about 2 on this
+    machine: meant for deciding whether to start a request and for telling the user how
+    long it will take, not for benchmarks. UMAP's one-off numba compile is not included
+    (:data:`UMAP_FIRST_USE_S`).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    n, d = max(int(n), 1), max(int(d), 1)
+    if method == "pca":
+        if n <= PCA_FULL_MAX_N:
+            return _PCA_S_PER_UNIT * n * d * min(n, d)
+        return _PCA_RANDOMIZED_S_PER_UNIT * n * d
+    nn = _NN_S_PER_UNIT * n * d
+    if method == "tsne":
+        if dims == 2 and n >= FFT_MIN_POINTS:
+            return _TSNE_FFT_BASE_S + _TSNE_FFT_S_PER_POINT * n + nn
+        base = _TSNE_BH_S_PER_NLOGN * n * math.log(max(n, 2))
+        return (base * (_TSNE_3D_FACTOR if dims == 3 else 1.0)) + nn
+    return _UMAP_S_PER_POINT * n * (1.5 if dims == 3 else 1.0) + nn
+
+
+def estimate_memory_mb(method: str, n: int, d: int, dims: int = 2) -> float:
+    """Expected peak extra memory (MB) of :func:`reduce`: the float64 copy and its
+    preprocessed copy of ``X``, plus the method's own structures (t-SNE's sparse
+    affinities, ~90 neighbours per point; UMAP's graph and NN-descent candidates)."""
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    data = 2 * n * d * 8
+    extra = {"pca": n * d * 8, "tsne": n * 90 * 24 + n * dims * 8 * 4, "umap": n * 15 * 60 + n * d * 4}[method]
+    return (data + extra) / 1e6
+
+
+@dataclass(frozen=True)
+class ProjectionPlan:
+    """Whether a projection may run now, what it would cost, and what to offer instead.
+
+    Attributes:
+        ok: within :data:`MAX_SECONDS` and :data:`MAX_MEMORY_MB`.
+        seconds: expected time (see :func:`estimate_seconds`).
+        memory_mb: expected extra memory.
+        reason: why not (empty when ``ok``), in words for the user.
+        suggested_n: the largest number of points this method fits in the budget
+            (``n`` itself when ``ok``).
+        pca_seconds: what PCA on all ``n`` points would take (the other offer).
+    """
+
+    ok: bool
+    seconds: float
+    memory_mb: float
+    reason: str
+    suggested_n: int
+    pca_seconds: float
+
+    def describe(self) -> str:
+        """``"t-SNE on 100,000 points: about 2 min 10 s, 1.4 GB"``-style cost line."""
+        return f"about {_human_seconds(self.seconds)}, {self.memory_mb / 1000:.1f} GB" if self.memory_mb >= 1000 else (
+            f"about {_human_seconds(self.seconds)}, {self.memory_mb:.0f} MB")
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def plan_projection(
+    n: int,
+    d: int,
+    settings: ReductionSettings,
+    *,
+    max_seconds: float = MAX_SECONDS,
+    max_memory_mb: float = MAX_MEMORY_MB,
+) -> ProjectionPlan:
+    """What projecting ``n x d`` with ``settings`` would cost, and whether to start it.
+
+    A page calls this before :func:`reduce`; when ``ok`` is False it shows ``reason`` and
+    offers ``suggested_n`` points (a smaller sample) or PCA (``pca_seconds``).
+    """
+    method, dims = settings.method, int(settings.n_components)
+    seconds = estimate_seconds(method, n, d, dims)
+    memory = estimate_memory_mb(method, n, d, dims)
+    pca_seconds = estimate_seconds("pca", n, d, dims)
+    if seconds <= max_seconds and memory <= max_memory_mb:
+        return ProjectionPlan(True, seconds, memory, "", int(n), pca_seconds)
+
+    def fits(m: int) -> bool:
+        return estimate_seconds(method, m, d, dims) <= max_seconds and estimate_memory_mb(method, m, d, dims) <= max_memory_mb
+
+    lo, hi = 0, int(n)
+    while lo < hi:  # the largest m that fits (the estimates grow with m)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    label = METHOD_LABELS[method]
+    why = "time" if seconds > max_seconds else "memory"
+    reason = (
+        f"{label} on {n:,} points would take {_human_seconds(seconds)} and {memory:,.0f} MB "
+        f"(over this server's {why} budget of "
+        + (f"{max_seconds:.0f} s" if why == "time" else f"{max_memory_mb:,.0f} MB")
+        + f"). Use a sample of at most {lo:,} points, or PCA ({_human_seconds(pca_seconds)})."
+    )
+    return ProjectionPlan(False, seconds, memory, reason, lo, pca_seconds)
 
 
 def concatenate_layers(blocks: Sequence[ArrayLike]) -> np.ndarray:
@@ -545,6 +671,13 @@ def align_procrustes(coords_list: Sequence[ArrayLike], *, scale: bool = False) -
 
 __all__ = [
     "FFT_MIN_POINTS",
+    "MAX_MEMORY_MB",
+    "MAX_SECONDS",
+    "PCA_FULL_MAX_N",
+    "ProjectionPlan",
+    "estimate_memory_mb",
+    "estimate_seconds",
+    "plan_projection",
     "METHODS",
     "MIN_POINTS",
     "PREPROCESSING",

@@ -1,38 +1,43 @@
-"""Every app setting in one frozen object, and its round trip through URL query params.
+"""Every app setting in one frozen object, declared once as a table, and its URL round trip.
 
-The app keeps its whole state in the URL so a view can be bookmarked and shared. A URL
-is untrusted input: :meth:`ViewSettings.from_query_params` validates every value, and a
-value it cannot use falls back to that field's default with a human-readable warning
-(never an exception). Allowlists:
+The app keeps its whole state in the URL so a view can be bookmarked and shared. Each
+field of :class:`ViewSettings` is declared with :func:`setting`: its URL key, its label,
+its codec (type and allowed values, taken from the library module that owns them), its
+default and the pages that use it. From that one table come
 
-* a dataset must be the bundled demo or a folder under one of the configured data roots
-  (checked lexically first, then again after resolving symlinks, so neither ``..`` nor a
-  symlink can lead outside);
-* a model must be a catalogue id, ``random-init:<catalogue id>``, ``baseline:mel`` or a
-  model folder under one of the configured model roots (same containment rules).
+* validation (:meth:`ViewSettings.__post_init__` asks each codec),
+* parsing with warnings (:meth:`ViewSettings.from_query_params`: a value that cannot be
+  used falls back to the default with a human-readable warning, never an exception),
+* the URL (:meth:`ViewSettings.to_query_params`, keys in table order, defaults left out
+  except the ones that decide what is computed), and the set of known keys.
 
-Nothing named by the URL is read from disk, and no model is loaded, before it has passed
-the lexical checks. This module is pure (no Streamlit).
+A URL is untrusted: datasets and local model folders are checked by :mod:`embedviz.roots`
+before anything is read. Pure library code (no Streamlit).
 
-URL layout (keys in this order; fields at their default are left out, except the ones
-that decide what is computed: models, layers, words, samples)::
+URL layout::
 
     ?data=/srv/speech_commands        (absent: the bundled demo)
     &model=baseline:mel&model=random-init:facebook/wav2vec2-base
     &layers=logmel,mfcc&layers=cnn,4,8,12   (one per model, same order; 'all', 'none' or 'default')
     &words=yes,no,up,down&n=12&seed=0
     &pool=mean&method=pca&dims=2&mode=individual&color=word&pre=none ...
+    &clip=yes/ab12_nohash_0.wav&nn_model=baseline:mel&nn_layers=mfcc   (the clip and its neighbours' panel)
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from embedviz.settings import WHISPER_MODES, ExtractionSettings, stable_hash
+from embedviz import limits
+from embedviz.figures import METRIC_LABELS, ColorBy
+from embedviz.metrics import SEPARABILITY_METRICS
+from embedviz.pooling import POOLING_LABELS
+from embedviz.reduction import METHOD_LABELS, METHODS, PREPROCESSING
+from embedviz.roots import check_dataset_path, check_model_name, contained_path
+from embedviz.settings import WHISPER_MODE_LABELS, WHISPER_MODES, ExtractionSettings, stable_hash
 
 #: Models selected when the URL names none. ``baseline:mel`` runs in ~1 s and needs no
 #: weights; the random-init wav2vec2-base control (95M parameters, built from the
@@ -43,87 +48,526 @@ DEFAULT_MODELS: tuple[str, ...] = ("baseline:mel", "random-init:facebook/wav2vec
 PREFERRED_WORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right")
 DEFAULT_N_WORDS = 4
 DEFAULT_SAMPLES = 12
-MAX_SAMPLES = 1000
 MAX_SEED = 2**31 - 1
+#: Clip ids kept in the URL for a box/lasso selection (more stay in the session only).
+MAX_URL_SELECTION = 50
 #: How many layers a model shows by default (spread over its depth).
 DEFAULT_N_LAYERS = 4
 ALL = "all"
 #: URL value for "no layers of this model" (the model is listed but not plotted).
 NONE = "none"
 
-METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
-PREPROCESS: tuple[str, ...] = ("none", "standardize", "sphereize")
-LAYER_MODES: tuple[str, ...] = ("individual", "concatenate")
-COLOR_BY: tuple[str, ...] = ("word", "speaker")
-#: Procrustes alignment of one model's layer panels to their neighbours (individual mode).
-ALIGN: tuple[str, ...] = ("on", "off")
-ANALYSIS_METRICS: tuple[str, ...] = ("knn_accuracy", "speaker_disjoint_knn", "silhouette", "probe_accuracy")
-CKA_MODES: tuple[str, ...] = ("within", "across")
+EXPLORE, ANALYSIS, DATA = "explore", "layer_analysis", "data_cache"
+
+# View concepts this module owns (the projection, pooling, metric options are the library's).
+LAYER_MODES = {"individual": "one per layer", "concatenate": "concatenated"}
+COLOR_BY = {c: c for c in get_args(ColorBy)}
+ALIGN = {"on": "on", "off": "off"}
+CKA_MODES = {"within": "layers of one model", "across": "two models"}
+ANALYSIS_METRICS: tuple[str, ...] = SEPARABILITY_METRICS
+
+
+# ---------------------------------------------------------------------- parse context
+
+
+@dataclass
+class _Context:
+    """What a codec may consult while parsing: allowlists, the dataset, earlier fields."""
+
+    params: Mapping[str, Any]
+    catalogue_ids: frozenset[str]
+    data_roots: Sequence[Path | str]
+    model_roots: Sequence[Path | str]
+    demo_root: Path | str
+    dataset_words: Sequence[str] | Callable[[str], Sequence[str]] | None
+    model_layers: Callable[[str], Sequence[str]]
+    values: dict[str, Any]
+    warnings: list[str]
+    #: (index in the URL's model list, model name, its layers) for every accepted model.
+    slots: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)
+
+    def raws(self, key: str) -> list[str]:
+        value = self.params.get(key)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        try:
+            return [str(v) for v in value]
+        except TypeError:
+            return [str(value)]
+
+    def chosen_models(self) -> tuple[str, ...]:
+        return self.values.get("models", DEFAULT_MODELS)
+
+
+_KEEP = object()  # a codec's "use the default" answer
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
+# ---------------------------------------------------------------------- codecs
+
+
+class Codec:
+    """How one setting is read from / written to the URL and validated.
+
+    ``parse`` returns the value or ``_KEEP`` (default), appending warnings to ``ctx``;
+    ``check`` returns why a value is invalid ("" when valid); ``write`` returns the URL
+    value (a string, a list for repeated keys, or None to leave the key out).
+    """
+
+    options: tuple[Any, ...] = ()
+    labels: Mapping[Any, str] = {}
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        raise NotImplementedError
+
+    def check(self, value: Any) -> str:
+        return ""
+
+    def write(self, value: Any, view: ViewSettings) -> str | list[str] | None:
+        return str(value)
+
+
+class Choice(Codec):
+    """One of a fixed list of options (strings or ints), with display labels."""
+
+    def __init__(self, options: Sequence[Any] | Mapping[Any, str], labels: Mapping[Any, str] | None = None) -> None:
+        self.options = tuple(options)
+        self.labels = dict(labels) if labels is not None else (dict(options) if isinstance(options, Mapping) else {})
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        raw = raws[-1]
+        value = raw.strip().lower()
+        for option in self.options:
+            if value == str(option):
+                return option
+        shown = ", ".join(str(o) for o in self.options)
+        ctx.warnings.append(f"The {s.label.lower()} {_short(raw)!r} in the URL is not one of {shown}; using {s.default!r}.")
+        return _KEEP
+
+    def check(self, value: Any) -> str:
+        return "" if value in self.options else f"must be one of {', '.join(map(str, self.options))}, got {value!r}"
+
+
+class Integer(Codec):
+    """A whole number in ``low..high`` (``high`` may be a function: a configured cap)."""
+
+    def __init__(self, low: int, high: int | Callable[[], int]) -> None:
+        self.low, self._high = low, high
+
+    @property
+    def high(self) -> int:
+        return self._high() if callable(self._high) else self._high
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        raw = raws[-1]
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            ctx.warnings.append(f"The {s.label.lower()} {_short(raw, 40)!r} in the URL is not a whole number; using {s.default}.")
+            return _KEEP
+        if not self.low <= value <= self.high:
+            ctx.warnings.append(
+                f"The {s.label.lower()} {_short(str(value), 40)} in the URL is outside {self.low}..{self.high}; "
+                f"using {s.default}."
+            )
+            return _KEEP
+        return value
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+        return "" if ok else f"must be a whole number between {self.low} and {self.high}, got {value!r}"
+
+
+class PoolingName(Codec):
+    """A pooling name as :func:`embedviz.pooling.parse_pooling` accepts it (``time:<s>`` too)."""
+
+    options = tuple(POOLING_LABELS)
+    labels = POOLING_LABELS
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        from embedviz.errors import ConfigError
+        from embedviz.pooling import parse_pooling
+
+        raw = raws[-1]
+        try:
+            return parse_pooling(raw).name
+        except ConfigError as error:
+            ctx.warnings.append(f"Pooling {_short(raw)!r} from the URL is not valid ({error}); using {s.default!r}.")
+            return _KEEP
+
+    def check(self, value: Any) -> str:
+        from embedviz.errors import ConfigError
+        from embedviz.pooling import parse_pooling
+
+        try:
+            return "" if parse_pooling(value).name == value else f"must be written {parse_pooling(value).name!r}"
+        except ConfigError as error:
+            return str(error)
+
+
+class Dataset(Codec):
+    """The bundled demo (``""``) or a folder under a data root (:func:`roots.check_dataset_path`)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        raw = raws[-1]
+        if not raw:
+            return _KEEP
+        checked, why = check_dataset_path(raw, ctx.data_roots, ctx.demo_root)
+        if checked is None:
+            ctx.warnings.append(f"Dataset {_short(raw, 200)!r} from the URL cannot be used ({why}); showing the demo dataset.")
+            return _KEEP
+        return checked
+
+    def check(self, value: Any) -> str:
+        return "" if isinstance(value, str) else f"must be a folder name, got {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return value or None
+
+
+class Models(Codec):
+    """Allowed model names (:func:`roots.check_model_name`), in display order, no repeats."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        models: list[str] = []
+        for i, raw in enumerate(raws):
+            name, why = check_model_name(raw, ctx.catalogue_ids, ctx.model_roots)
+            if name is None:
+                ctx.warnings.append(f"Model {_short(raw, 200)!r} from the URL is not allowed ({why}); it was left out.")
+                continue
+            if name in models:
+                continue
+            try:
+                available = tuple(ctx.model_layers(name))
+            except Exception as error:  # noqa: BLE001 - any failure to describe the model is a warning here
+                ctx.warnings.append(f"Model {_short(raw, 200)!r} from the URL cannot be used ({error}); it was left out.")
+                continue
+            models.append(name)
+            ctx.slots.append((i, name, available))
+        if models:
+            return tuple(models)
+        ctx.warnings.append("None of the URL's models can be used; using the default models.")
+        return _KEEP
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, tuple) and all(isinstance(m, str) and m for m in value)
+        return "" if ok else f"must be a tuple of model names, got {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> list[str] | None:
+        return list(value) or None  # no models: left out (a URL without models means the defaults)
+
+
+class Layers(Codec):
+    """One layer list per URL model (aligned with ``model``): names, ``all``, ``none`` or ``default``."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        n_models = len(ctx.raws("model"))
+        if len(raws) > n_models and n_models:
+            ctx.warnings.append(
+                f"The URL has {len(raws)} layer lists for {n_models} model(s); the extra ones are ignored."
+            )
+        pairs = []
+        for i, name, available in ctx.slots:
+            if i < len(raws):
+                choice = _parse_layers(raws[i], name, available, ctx.warnings)
+                if choice is not None:
+                    pairs.append((name, choice))
+        return tuple(pairs) if ctx.slots else _KEEP
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, tuple) and all(
+            isinstance(p, tuple) and len(p) == 2 and (p[1] == ALL or isinstance(p[1], tuple)) for p in value
+        )
+        return "" if ok else f"must be (model, layers) pairs, got {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> list[str] | None:
+        return [_layers_text(view.layer_choice(m)) for m in view.models] or None
+
+
+class Words(Codec):
+    """Words of the view's dataset (unknown ones dropped with a warning; none: the defaults)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        wanted = list(dict.fromkeys(w.strip() for value in raws for w in value.split(",") if w.strip()))
+        known: list[str] | None
+        if callable(ctx.dataset_words):
+            try:
+                known = list(ctx.dataset_words(ctx.values.get("dataset", "")))
+            except Exception as error:  # noqa: BLE001 - an unreadable dataset must not break URL parsing
+                ctx.warnings.append(f"The dataset's words could not be read ({error}).")
+                known = None
+        else:
+            known = list(ctx.dataset_words) if ctx.dataset_words is not None else None
+        if known is None:
+            return tuple(w for w in wanted if len(w) <= 200) or _KEEP
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            shown = ", ".join(_short(w, 40) for w in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+            ctx.warnings.append(f"Unknown word(s) in the URL were left out: {shown}.")
+        words = tuple(w for w in wanted if w in known)
+        if wanted and not words:
+            ctx.warnings.append("None of the URL's words are in the dataset; using the default words.")
+        return words or default_words(known)
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, tuple) and all(isinstance(w, str) and w for w in value)
+        return "" if ok else f"must be a tuple of words, got {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return ",".join(value) or None
+
+
+def _clip_shape_ok(clip: str) -> bool:
+    # Only a shape check: the page looks the clip up in its sample (never as a path).
+    return 0 < len(clip) <= 500 and "\x00" not in clip and clip.count("/") == 1 and ".." not in clip
+
+
+class ClipId(Codec):
+    """A clip id like ``word/file.wav`` (shape only; the page finds it in its sample)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        clip = raws[-1]
+        if not clip:
+            return _KEEP
+        if not _clip_shape_ok(clip):
+            ctx.warnings.append(f"Clip {_short(clip)!r} from the URL is not a clip id like 'word/file.wav'; ignored.")
+            return _KEEP
+        return clip
+
+    def check(self, value: Any) -> str:
+        return "" if isinstance(value, str) and (value == "" or _clip_shape_ok(value)) else f"not a clip id: {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return value or None
+
+
+class ClipIds(Codec):
+    """Up to :data:`MAX_URL_SELECTION` clip ids (a box or lasso selection)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        ids = [c for c in dict.fromkeys(raws) if c]
+        good = tuple(c for c in ids if _clip_shape_ok(c))[:MAX_URL_SELECTION]
+        if len(good) < len(ids):
+            ctx.warnings.append(
+                f"{len(ids) - len(good)} selected clip id(s) in the URL were malformed or over {MAX_URL_SELECTION}; ignored."
+            )
+        return good
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, tuple) and all(isinstance(c, str) and _clip_shape_ok(c) for c in value)
+        return "" if ok else f"must be a tuple of clip ids, got {_short(repr(value))}"
+
+    def write(self, value: Any, view: ViewSettings) -> list[str] | None:
+        return list(value) if 0 < len(value) <= MAX_URL_SELECTION else None
+
+
+def _is_layer_token(text: str) -> bool:
+    return 0 < len(text) <= 64 and all(ch.isascii() and (ch.isalnum() or ch in "_-.") for ch in text)
+
+
+class LayerName(Codec):
+    """One layer name (shape only: the page checks it against the model's layers)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        raw = raws[-1]
+        if not raw:
+            return _KEEP
+        if not _is_layer_token(raw):
+            ctx.warnings.append(f"{s.label} {_short(raw)!r} is not a layer name; ignored.")
+            return _KEEP
+        return raw
+
+    def check(self, value: Any) -> str:
+        return "" if value == "" or (isinstance(value, str) and _is_layer_token(value)) else f"not a layer name: {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return value or None
+
+
+class LayerNames(Codec):
+    """Comma-separated layer names (e.g. the concatenated layers of a panel)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        names = tuple(dict.fromkeys(t.strip() for t in raws[-1].split(",") if t.strip()))
+        if not names:
+            return _KEEP
+        if not all(_is_layer_token(n) for n in names) or len(names) > 256:
+            ctx.warnings.append(f"{s.label} {_short(raws[-1])!r} are not layer names; ignored.")
+            return _KEEP
+        return names
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, tuple) and all(isinstance(n, str) and _is_layer_token(n) for n in value)
+        return "" if ok else f"must be a tuple of layer names, got {_short(repr(value))}"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return ",".join(value) or None
+
+
+class ChosenModel(Codec):
+    """One of the view's chosen models (``""``: the page picks)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        raw = raws[-1]
+        if not raw:
+            return _KEEP
+        if raw in ctx.chosen_models():
+            return raw
+        ctx.warnings.append(f"{s.label} {_short(raw)!r} is not one of the chosen models; ignored.")
+        return _KEEP
+
+    def check(self, value: Any) -> str:
+        return "" if isinstance(value, str) else f"must be a model name, got {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return value or None
+
+
+class ChosenModels(Codec):
+    """Up to ``most`` of the view's chosen models."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        wanted = [m for m in raws if m]
+        kept = [m for m in dict.fromkeys(wanted) if m in ctx.chosen_models()][: self.most]
+        if len(kept) < len(wanted):
+            ctx.warnings.append(f"{s.label}: model(s) in the URL that are not among the chosen models were ignored.")
+        return tuple(kept)
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, tuple) and len(value) <= self.most and all(isinstance(m, str) for m in value)
+        return "" if ok else f"must be up to {self.most} model names, got {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> list[str] | None:
+        return list(value) or None
+
+
+class FreeText(Codec):
+    """A short search text (printable, at most ``most`` characters)."""
+
+    def __init__(self, most: int = 100) -> None:
+        self.most = most
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        raw = raws[-1].strip()
+        text = "".join(ch for ch in raw if ch.isprintable())[: self.most].strip()
+        if text != raw:
+            ctx.warnings.append(f"{s.label} from the URL was shortened or had unprintable characters removed.")
+        return text or _KEEP
+
+    def check(self, value: Any) -> str:
+        ok = isinstance(value, str) and len(value) <= self.most and value == value.strip() and value.isprintable()
+        return "" if ok else f"must be printable text up to {self.most} characters"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return value or None
+
+
+class WordSubset(Codec):
+    """Some of the view's words (e.g. those hidden in every panel)."""
+
+    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
+        wanted = list(dict.fromkeys(w.strip() for value in raws for w in value.split(",") if w.strip()))
+        words = ctx.values.get("words", ())
+        kept = tuple(w for w in wanted if w in words)
+        if len(kept) < len(wanted):
+            ctx.warnings.append(f"{s.label}: word(s) in the URL that are not among the chosen words were ignored.")
+        return kept
+
+    def check(self, value: Any) -> str:
+        return "" if isinstance(value, tuple) and all(isinstance(w, str) for w in value) else f"must be words, got {value!r}"
+
+    def write(self, value: Any, view: ViewSettings) -> str | None:
+        return ",".join(value) or None
+
+
+# ---------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the view table: a :class:`ViewSettings` field and its URL form."""
+
+    name: str
+    key: str
+    label: str
+    codec: Codec
+    default: Any
+    pages: tuple[str, ...]
+    #: Written to the URL even at its default (it decides what is computed).
+    always: bool = False
+
+    @property
+    def options(self) -> tuple[Any, ...]:
+        return self.codec.options
+
+    def format(self, option: Any) -> str:
+        """The display label of one of :attr:`options`."""
+        return self.codec.labels.get(option, str(option))
+
+
+def setting(key: str, label: str, codec: Codec, default: Any, pages: Sequence[str], *, always: bool = False) -> Any:
+    """A :class:`ViewSettings` field carrying its :class:`Setting` (name filled in from the field)."""
+    meta = {"key": key, "label": label, "codec": codec, "default": default, "pages": tuple(pages), "always": always}
+    return field(default=default, metadata={"view": meta})
 
 
 @dataclass(frozen=True)
 class ViewSettings:
-    """Everything the pages show, as one hashable value.
+    """Everything the pages show, as one hashable value; each field is one row of the URL table.
 
-    Attributes:
-        dataset: dataset root as an absolute path string; ``""`` is the bundled demo.
-        models: model names, in display order.
-        layers: ``(model, layers)`` pairs; ``layers`` is a tuple of layer names or
-            ``"all"``. A model without a pair uses :func:`default_layers`.
-        words: words to sample; ``()`` means the dataset's default words.
-        samples: clips per word.
-        seed: sampling seed, also the t-SNE / UMAP seed.
-        init_seed: seed of ``random-init:`` models' weights.
-        pooling: ``mean``, ``max``, ``meanstd``, ``centre``, ``speech`` or ``time:<s>``.
-        method, dims, preprocess: the projection (see :class:`embedviz.reduction.ReductionSettings`).
-        layer_mode: ``individual`` (one plot per model x layer) or ``concatenate`` (one per model).
-        color_by: ``word`` or ``speaker``.
-        align: ``on`` rotates each layer's projection onto the previous layer's (Procrustes),
-            so clusters keep their place from panel to panel; ``off`` shows raw projections.
-        whisper_mode: ``padded`` or ``crop`` (Whisper models only).
-        clip: the clip picked in a plot (Explore), ``""`` for none.
-        metric: the layer-curve metric (Layer analysis).
-        cm_model, cm_layer: the confusion matrix's model and layer (``""``: first chosen).
-        cka_mode: ``within`` (layers of one model) or ``across`` (two models).
-        cka_models: the model(s) of the CKA heatmap (``()``: the first one or two chosen).
+    ``dataset`` ``""`` is the bundled demo; ``layers`` holds ``(model, layers)`` pairs
+    (``layers`` a tuple of names or ``"all"``; a model without a pair uses
+    :func:`default_layers`); ``words`` ``()`` means the dataset's default words;
+    ``seed`` is the sampling and t-SNE / UMAP seed, ``init_seed`` the random-init
+    weights' seed; ``clip`` the clip picked in a plot and ``nn_model`` / ``nn_layers`` the
+    panel whose nearest neighbours are listed for it; ``selected`` a box/lasso selection;
+    ``find`` a text highlighted everywhere; ``hide`` words hidden in every panel.
     """
 
-    dataset: str = ""
-    models: tuple[str, ...] = DEFAULT_MODELS
-    layers: tuple[tuple[str, Any], ...] = ()
-    words: tuple[str, ...] = ()
-    samples: int = DEFAULT_SAMPLES
-    seed: int = 0
-    init_seed: int = 0
-    pooling: str = "mean"
-    method: str = "pca"
-    dims: int = 2
-    preprocess: str = "none"
-    layer_mode: str = "individual"
-    color_by: str = "word"
-    align: str = "on"
-    whisper_mode: str = "padded"
-    clip: str = ""
-    metric: str = "knn_accuracy"
-    cm_model: str = ""
-    cm_layer: str = ""
-    cka_mode: str = "within"
-    cka_models: tuple[str, ...] = ()
+    dataset: str = setting("data", "Dataset", Dataset(), "", (EXPLORE, ANALYSIS, DATA))
+    models: tuple[str, ...] = setting("model", "Models", Models(), DEFAULT_MODELS, (EXPLORE, ANALYSIS), always=True)
+    layers: tuple[tuple[str, Any], ...] = setting("layers", "Layers", Layers(), (), (EXPLORE,), always=True)
+    words: tuple[str, ...] = setting("words", "Words", Words(), (), (EXPLORE, ANALYSIS), always=True)
+    samples: int = setting(
+        "n", "Clips per word", Integer(1, limits.max_samples), DEFAULT_SAMPLES, (EXPLORE, ANALYSIS), always=True
+    )
+    seed: int = setting("seed", "Seed", Integer(0, MAX_SEED), 0, (EXPLORE, ANALYSIS))
+    init_seed: int = setting("init_seed", "Random-init seed", Integer(0, MAX_SEED), 0, (EXPLORE, ANALYSIS))
+    pooling: str = setting("pool", "Pooling", PoolingName(), "mean", (EXPLORE, ANALYSIS))
+    method: str = setting("method", "Projection", Choice(METHODS, METHOD_LABELS), "pca", (EXPLORE,))
+    dims: int = setting("dims", "Dimensions", Choice((2, 3), {2: "2D", 3: "3D"}), 2, (EXPLORE,))
+    preprocess: str = setting("pre", "Preprocess", Choice(PREPROCESSING), "none", (EXPLORE,))
+    layer_mode: str = setting("mode", "Layers", Choice(LAYER_MODES), "individual", (EXPLORE,))
+    color_by: str = setting("color", "Colour by", Choice(COLOR_BY), "word", (EXPLORE,))
+    align: str = setting("align", "Align layers", Choice(ALIGN), "on", (EXPLORE,))
+    whisper_mode: str = setting("whisper", "Whisper input", Choice(WHISPER_MODES, WHISPER_MODE_LABELS), "padded", (EXPLORE, ANALYSIS))
+    clip: str = setting("clip", "Clip", ClipId(), "", (EXPLORE,))
+    nn_model: str = setting("nn_model", "Neighbours model", ChosenModel(), "", (EXPLORE,))
+    nn_layers: tuple[str, ...] = setting("nn_layers", "Neighbours layers", LayerNames(), (), (EXPLORE,))
+    selected: tuple[str, ...] = setting("sel", "Selected clips", ClipIds(), (), (EXPLORE,))
+    find: str = setting("find", "Highlight", FreeText(), "", (EXPLORE,))
+    hide: tuple[str, ...] = setting("hide", "Hidden words", WordSubset(), (), (EXPLORE,))
+    metric: str = setting("metric", "Metric", Choice(ANALYSIS_METRICS, METRIC_LABELS), "knn_accuracy", (ANALYSIS,))
+    cm_model: str = setting("cm_model", "Confusion-matrix model", ChosenModel(), "", (ANALYSIS,))
+    cm_layer: str = setting("cm_layer", "Confusion-matrix layer", LayerName(), "", (ANALYSIS,))
+    cka_mode: str = setting("cka", "Compare", Choice(CKA_MODES), "within", (ANALYSIS,))
+    cka_models: tuple[str, ...] = setting("cka_model", "CKA models", ChosenModels(2), (), (ANALYSIS,))
 
     def __post_init__(self) -> None:
         from embedviz.errors import ConfigError
 
-        choices = {
-            "method": METHODS, "preprocess": PREPROCESS, "layer_mode": LAYER_MODES, "color_by": COLOR_BY,
-            "align": ALIGN, "whisper_mode": WHISPER_MODES, "metric": ANALYSIS_METRICS, "cka_mode": CKA_MODES,
-        }
-        for name, options in choices.items():
-            if getattr(self, name) not in options:
-                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
-        if self.dims not in (2, 3):
-            raise ConfigError(f"dims must be 2 or 3, got {self.dims!r}")
-        if not 1 <= int(self.samples) <= MAX_SAMPLES:
-            raise ConfigError(f"samples per word must be between 1 and {MAX_SAMPLES}, got {self.samples!r}")
+        for s in SETTINGS:
+            why = s.codec.check(getattr(self, s.name))
+            if why:
+                raise ConfigError(f"{s.name} ({s.label.lower()}) {why}")
 
     # ------------------------------------------------------------------ helpers
 
@@ -171,44 +615,20 @@ class ViewSettings:
 
     def key(self) -> str:
         """Stable hash of every field (a cache key)."""
-        return stable_hash(asdict(self))
+        return stable_hash({s.name: getattr(self, s.name) for s in SETTINGS})
 
     # ------------------------------------------------------------------ URL
 
     def to_query_params(self) -> dict[str, str | list[str]]:
-        """Compact, readable query params in a stable order (defaults left out where safe)."""
-        default = ViewSettings()
+        """Compact, readable query params in table order (defaults left out where safe)."""
         out: dict[str, str | list[str]] = {}
-        if self.dataset:
-            out["data"] = self.dataset
-        if self.models:  # no models: the key is left out (a URL without models means the defaults)
-            out["model"] = list(self.models)
-            out["layers"] = [_layers_text(self.layer_choice(m)) for m in self.models]
-        if self.words:
-            out["words"] = ",".join(self.words)
-        out["n"] = str(self.samples)
-        optional: list[tuple[str, Any, Any]] = [
-            ("seed", self.seed, default.seed),
-            ("init_seed", self.init_seed, default.init_seed),
-            ("pool", self.pooling, default.pooling),
-            ("method", self.method, default.method),
-            ("dims", self.dims, default.dims),
-            ("pre", self.preprocess, default.preprocess),
-            ("mode", self.layer_mode, default.layer_mode),
-            ("color", self.color_by, default.color_by),
-            ("align", self.align, default.align),
-            ("whisper", self.whisper_mode, default.whisper_mode),
-            ("clip", self.clip, default.clip),
-            ("metric", self.metric, default.metric),
-            ("cm_model", self.cm_model, default.cm_model),
-            ("cm_layer", self.cm_layer, default.cm_layer),
-            ("cka", self.cka_mode, default.cka_mode),
-        ]
-        for key, value, dflt in optional:
-            if value != dflt:
-                out[key] = str(value)
-        if self.cka_models:
-            out["cka_model"] = list(self.cka_models)
+        for s in SETTINGS:
+            value = getattr(self, s.name)
+            if value == s.default and not s.always:
+                continue
+            written = s.codec.write(value, self)
+            if written is not None:
+                out[s.key] = written
         return out
 
     @classmethod
@@ -227,181 +647,61 @@ class ViewSettings:
 
         Args:
             params: query params (a value may be a string or a list of strings, as
-                repeated keys give).
+                repeated keys give; for a single-valued key the last one wins).
             catalogue: the model catalogue (ids are its keys).
-            data_roots: folders under which datasets may be opened (the demo always may).
-            model_roots: folders under which local model folders may be loaded.
-            dataset_words: the words of the chosen dataset, or a function from the
-                (validated) dataset path (``""`` = demo) to them; ``None`` skips word
-                validation. Unknown words are dropped with a warning; no words means
-                :func:`default_words`.
+            data_roots / model_roots: folders datasets / local models may come from.
+            dataset_words: the chosen dataset's words, or a function from the validated
+                dataset (``""`` = demo) to them; ``None`` skips word validation.
             demo_root: the bundled demo folder (default: :func:`embedviz.datasets.demo_root`).
-            model_layers: model name -> its layer names (default: the catalogue's
-                :func:`~embedviz.catalogue.model_spec`); called only for allowed models.
+            model_layers: model name -> its layer names (default: the catalogue's); called
+                only for allowed models.
 
         Returns:
-            ``(settings, warnings)``.
+            ``(settings, warnings)``; never raises for any input.
         """
-        warnings: list[str] = []
-        default = cls()
-        get = _Getter(params, warnings)
-        values: dict[str, Any] = {}
-
-        # Dataset: lexical containment first, then resolved containment, then is_dir.
         if demo_root is None:
             from embedviz.datasets import demo_root as _demo_root
 
             demo_root = _demo_root()
-        raw_data = get.one("data")
-        if raw_data:
-            checked, why = check_dataset_path(raw_data, data_roots, demo_root)
-            if checked is None:
-                warnings.append(f"Dataset {raw_data!r} from the URL cannot be used ({why}); showing the demo dataset.")
-            else:
-                values["dataset"] = checked
-
-        # Models, with their aligned layer choices.
-        ids = set(catalogue.keys() if isinstance(catalogue, Mapping) else catalogue)
-        raw_models = get.many("model")
-        raw_layers = get.many("layers")
-        if "model" in params and not raw_models:
-            warnings.append("The URL names no model; using the default models.")
-        models: list[str] = []
-        layer_pairs: list[tuple[str, Any]] = []
-        lookup = model_layers or _spec_layers
-        for i, raw in enumerate(raw_models):
-            name, why = check_model_name(raw, ids, model_roots)
-            if name is None:
-                warnings.append(f"Model {raw!r} from the URL is not allowed ({why}); it was left out.")
-                continue
-            if name in models:
-                continue
-            try:
-                available = tuple(lookup(name))
-            except Exception as error:  # noqa: BLE001 - any failure to describe the model is a warning here
-                warnings.append(f"Model {raw!r} from the URL cannot be used ({error}); it was left out.")
-                continue
-            models.append(name)
-            if i < len(raw_layers):
-                choice = _parse_layers(raw_layers[i], name, available, warnings)
-                if choice is not None:
-                    layer_pairs.append((name, choice))
-        if raw_models:
-            if models:
-                values["models"] = tuple(models)
-                values["layers"] = tuple(layer_pairs)
-            else:
-                warnings.append("None of the URL's models can be used; using the default models.")
-        if len(raw_layers) > len(raw_models) and raw_models:
-            warnings.append(
-                f"The URL has {len(raw_layers)} layer lists for {len(raw_models)} model(s); the extra ones are ignored."
-            )
-
-        # Words: validated against the dataset when it is known.
-        raw_words = [w.strip() for value in get.many("words") for w in value.split(",") if w.strip()]
-        raw_words = list(dict.fromkeys(raw_words))
-        known: Sequence[str] | None
-        if callable(dataset_words):
-            try:
-                known = list(dataset_words(values.get("dataset", "")))
-            except Exception as error:  # noqa: BLE001 - an unreadable dataset must not break URL parsing
-                warnings.append(f"The dataset's words could not be read ({error}).")
-                known = None
-        else:
-            known = list(dataset_words) if dataset_words is not None else None
-        if known is not None:
-            unknown = [w for w in raw_words if w not in known]
-            if unknown:
-                warnings.append(f"Unknown word(s) in the URL were left out: {', '.join(unknown)}.")
-            words = [w for w in raw_words if w in known]
-            if raw_words and not words:
-                warnings.append("None of the URL's words are in the dataset; using the default words.")
-            values["words"] = tuple(words) if words else default_words(known)
-        elif raw_words:
-            values["words"] = tuple(raw_words)
-
-        values["samples"] = get.integer("n", "samples per word", 1, MAX_SAMPLES, default.samples)
-        values["seed"] = get.integer("seed", "seed", 0, MAX_SEED, default.seed)
-        values["init_seed"] = get.integer("init_seed", "random-init seed", 0, MAX_SEED, default.init_seed)
-
-        raw_pool = get.one("pool")
-        if raw_pool is not None:
-            from embedviz.errors import ConfigError
-            from embedviz.pooling import parse_pooling
-
-            try:
-                values["pooling"] = parse_pooling(raw_pool).name
-            except ConfigError as error:
-                warnings.append(f"Pooling {raw_pool!r} from the URL is not valid ({error}); using {default.pooling!r}.")
-
-        values["method"] = get.choice("method", "projection method", METHODS, default.method)
-        dims = get.choice("dims", "dimensions", ("2", "3"), str(default.dims))
-        values["dims"] = int(dims)
-        values["preprocess"] = get.choice("pre", "preprocessing", PREPROCESS, default.preprocess)
-        values["layer_mode"] = get.choice("mode", "layer mode", LAYER_MODES, default.layer_mode)
-        values["color_by"] = get.choice("color", "colour by", COLOR_BY, default.color_by)
-        values["align"] = get.choice("align", "layer alignment", ALIGN, default.align)
-        values["whisper_mode"] = get.choice("whisper", "Whisper mode", WHISPER_MODES, default.whisper_mode)
-        values["metric"] = get.choice("metric", "metric", ANALYSIS_METRICS, default.metric)
-        values["cka_mode"] = get.choice("cka", "CKA mode", CKA_MODES, default.cka_mode)
-
-        chosen = values.get("models", default.models)
-        clip = get.one("clip")
-        if clip:
-            # Only a shape check: the page looks the clip up in its sample (never as a path).
-            if len(clip) > 500 or "\x00" in clip or clip.count("/") != 1 or ".." in clip:
-                warnings.append(f"Clip {clip[:60]!r} from the URL is not a clip id like 'word/file.wav'; ignored.")
-            else:
-                values["clip"] = clip
-        cm_model = get.one("cm_model")
-        if cm_model:
-            if cm_model in chosen:
-                values["cm_model"] = cm_model
-            else:
-                warnings.append(f"Confusion-matrix model {cm_model!r} is not one of the chosen models; ignored.")
-        cm_layer = get.one("cm_layer")
-        if cm_layer:
-            if _is_layer_token(cm_layer):
-                values["cm_layer"] = cm_layer
-            else:
-                warnings.append(f"Confusion-matrix layer {cm_layer[:60]!r} is not a layer name; ignored.")
-        cka_models = [m for m in get.many("cka_model") if m]
-        kept = [m for m in dict.fromkeys(cka_models) if m in chosen][:2]
-        if len(kept) < len(cka_models):
-            warnings.append("CKA model(s) in the URL that are not among the chosen models were ignored.")
-        values["cka_models"] = tuple(kept)
-
-        unknown_keys = sorted(set(params) - _KNOWN_KEYS)
-        if unknown_keys:
-            warnings.append(f"Unknown URL parameter(s) ignored: {', '.join(unknown_keys)}.")
-        return cls(**{**{f.name: getattr(default, f.name) for f in fields(cls)}, **values}), warnings
+        ctx = _Context(
+            params=params if isinstance(params, Mapping) else {},
+            catalogue_ids=frozenset(catalogue.keys() if isinstance(catalogue, Mapping) else catalogue),
+            data_roots=data_roots,
+            model_roots=model_roots,
+            demo_root=demo_root,
+            dataset_words=dataset_words,
+            model_layers=model_layers or _spec_layers,
+            values={},
+            warnings=[],
+        )
+        for s in SETTINGS:
+            raws = ctx.raws(s.key)
+            value = s.codec.parse(s, raws, ctx) if raws else _KEEP
+            if s.name == "words" and not raws:
+                value = s.codec.parse(s, [], ctx)  # no words: the dataset's defaults
+            if value is not _KEEP:
+                ctx.values[s.name] = value
+        allowed, message = limits.clip_budget(len(ctx.values.get("words", ())) or DEFAULT_N_WORDS,
+                                              ctx.values.get("samples", DEFAULT_SAMPLES))
+        if message:
+            ctx.warnings.append(f"The URL asks for too many clips: {message}")
+            ctx.values["samples"] = allowed
+        unknown = sorted(set(ctx.params) - KNOWN_KEYS)
+        if unknown:
+            shown = ", ".join(_short(str(k), 40) for k in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+            ctx.warnings.append(f"Unknown URL parameter(s) ignored: {shown}.")
+        return cls(**ctx.values), ctx.warnings
 
 
-_KNOWN_KEYS = frozenset(
-    {
-        "data",
-        "model",
-        "layers",
-        "words",
-        "n",
-        "seed",
-        "init_seed",
-        "pool",
-        "method",
-        "dims",
-        "pre",
-        "mode",
-        "color",
-        "align",
-        "whisper",
-        "clip",
-        "metric",
-        "cm_model",
-        "cm_layer",
-        "cka",
-        "cka_model",
-    }
-)
+#: The view table: one row per :class:`ViewSettings` field, in URL order.
+SETTINGS: tuple[Setting, ...] = tuple(Setting(name=f.name, **f.metadata["view"]) for f in fields(ViewSettings))
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+KNOWN_KEYS = frozenset(s.key for s in SETTINGS)
+
+
+def spec(name: str) -> Setting:
+    """The table row of the :class:`ViewSettings` field ``name`` (options, labels, default)."""
+    return BY_NAME[name]
 
 
 # ---------------------------------------------------------------------- defaults
@@ -432,89 +732,10 @@ def default_layers(available: Sequence[str], n: int = DEFAULT_N_LAYERS) -> tuple
     return tuple(candidates[i] for i in picks)
 
 
-# ---------------------------------------------------------------------- allowlists
-
-
-def _lexical(raw: str) -> Path | None:
-    """An absolute, normalised path without ``..`` parts, or None (no disk access)."""
-    if not raw or len(raw) > 4096 or "\x00" in raw:
-        return None
-    path = Path(raw)
-    if not path.is_absolute() or ".." in path.parts:
-        return None
-    return Path(os.path.normpath(raw))
-
-
-def _within(path: Path, roots: Iterable[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
-
-
-def contained_path(raw: str, roots: Sequence[Path | str]) -> tuple[str | None, str]:
-    """``(resolved path, "")`` when ``raw`` lies inside one of ``roots``, else ``(None, why)``.
-
-    The check is lexical first (absolute, no ``..``); only a path that passes it is
-    resolved (following symlinks) and checked again, so a symlink inside a root cannot
-    point outside it.
-    """
-    if not roots:
-        return None, "no folders are allowed for this"
-    path = _lexical(raw)
-    if path is None:
-        return None, "it must be an absolute path without '..'"
-    lexical_roots = [Path(os.path.normpath(str(r))) for r in roots]
-    if not _within(path, lexical_roots):
-        return None, "it is outside the allowed folders"
-    resolved_roots = [Path(r).resolve() for r in roots]
-    resolved = path.resolve()
-    if not _within(resolved, resolved_roots):
-        return None, "it leads outside the allowed folders (symlink)"
-    return str(resolved), ""
-
-
-def check_dataset_path(raw: str, data_roots: Sequence[Path | str], demo_root: Path | str) -> tuple[str | None, str]:
-    """``(value, "")`` for an allowed dataset folder (``""`` for the demo), else ``(None, why)``."""
-    demo = Path(demo_root).resolve()
-    if raw.strip().lower() == "demo":
-        return "", ""
-    checked, why = contained_path(raw, [*data_roots, demo])
-    if checked is None:
-        if not data_roots and why.startswith("it is outside"):
-            why = "only the demo dataset is allowed; set EMBEDVIZ_DATA_ROOTS to allow more folders"
-        return None, why
-    if Path(checked) == demo:
-        return "", ""
-    if not Path(checked).is_dir():
-        return None, "no such folder"
-    return checked, ""
-
-
-def check_model_name(
-    raw: str, catalogue_ids: Iterable[str], model_roots: Sequence[Path | str]
-) -> tuple[str | None, str]:
-    """``(name, "")`` for an allowed model name, else ``(None, why)``. No model is loaded."""
-    from embedviz.catalogue import BASELINE_ID, RANDOM_INIT_PREFIX
-
-    ids = set(catalogue_ids)
-    name = (raw or "").strip()
-    if not name or len(name) > 4096 or "\x00" in name:
-        return None, "empty or malformed name"
-    if name == BASELINE_ID or (name in ids and not name.startswith("baseline:")):
-        return name, ""
-    if name.startswith(RANDOM_INIT_PREFIX):
-        base = name[len(RANDOM_INIT_PREFIX) :].strip()
-        if base in ids and not base.startswith("baseline:"):
-            return f"{RANDOM_INIT_PREFIX}{base}", ""
-        return None, f"random-init needs a catalogue model after 'random-init:'; {base!r} is not one"
-    if name.startswith("/"):
-        if not model_roots:
-            return None, "local model folders are only allowed under EMBEDVIZ_MODEL_ROOTS, and none is set"
-        checked, why = contained_path(name, model_roots)
-        if checked is None:
-            return None, why
-        if not Path(checked).is_dir():
-            return None, "no such model folder"
-        return checked, ""
-    return None, "not in the catalogue, not 'baseline:mel', not 'random-init:<catalogue id>' and not a model folder"
+def keep_words(wanted: Sequence[str], available: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(kept, dropped)``: the chosen words a (new) dataset has, and those it lacks."""
+    kept = tuple(w for w in wanted if w in available)
+    return kept, tuple(w for w in wanted if w not in available)
 
 
 def _spec_layers(name: str) -> tuple[str, ...]:
@@ -523,11 +744,7 @@ def _spec_layers(name: str) -> tuple[str, ...]:
     return model_spec(name).layers
 
 
-# ---------------------------------------------------------------------- parsing helpers
-
-
-def _is_layer_token(text: str) -> bool:
-    return 0 < len(text) <= 64 and all(ch.isalnum() or ch in "_-." for ch in text)
+# ---------------------------------------------------------------------- layer lists
 
 
 def _layers_text(choice: tuple[str, ...] | str | None) -> str:
@@ -549,7 +766,7 @@ def _parse_layers(text: str, model: str, available: Sequence[str], warnings: lis
     wanted = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
     unknown = [t for t in wanted if t not in available]
     if unknown:
-        shown = ", ".join(u[:40] for u in unknown[:5])
+        shown = ", ".join(_short(u, 40) for u in unknown[:5])
         warnings.append(f"{model} has no layer(s) {shown}; they were left out.")
     kept = tuple(t for t in available if t in wanted)  # network order
     if not kept:
@@ -558,60 +775,18 @@ def _parse_layers(text: str, model: str, available: Sequence[str], warnings: lis
     return kept
 
 
-class _Getter:
-    """Reads str / list values from a query-param mapping and records warnings."""
-
-    def __init__(self, params: Mapping[str, Any], warnings: list[str]) -> None:
-        self.params = params
-        self.warnings = warnings
-
-    def many(self, key: str) -> list[str]:
-        value = self.params.get(key)
-        if value is None:
-            return []
-        if isinstance(value, str):
-            return [value]
-        return [str(v) for v in value]
-
-    def one(self, key: str) -> str | None:
-        values = self.many(key)
-        return values[-1] if values else None  # like st.query_params: the last one wins
-
-    def integer(self, key: str, label: str, low: int, high: int, default: int) -> int:
-        raw = self.one(key)
-        if raw is None:
-            return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            self.warnings.append(f"The {label} {raw[:40]!r} in the URL is not a whole number; using {default}.")
-            return default
-        if not low <= value <= high:
-            self.warnings.append(f"The {label} {value} in the URL is outside {low}..{high}; using {default}.")
-            return default
-        return value
-
-    def choice(self, key: str, label: str, options: Sequence[str], default: str) -> str:
-        raw = self.one(key)
-        if raw is None:
-            return default
-        value = raw.strip().lower()
-        if value in options:
-            return value
-        self.warnings.append(
-            f"The {label} {raw[:40]!r} in the URL is not one of {', '.join(options)}; using {default!r}."
-        )
-        return default
-
-
 __all__ = [
     "ALL",
     "ANALYSIS_METRICS",
     "DEFAULT_MODELS",
+    "SETTINGS",
+    "Setting",
     "ViewSettings",
     "check_dataset_path",
     "check_model_name",
     "contained_path",
     "default_layers",
     "default_words",
+    "keep_words",
+    "spec",
 ]

@@ -9,7 +9,8 @@ import streamlit as st
 from embedviz.datasets import demo_root
 from embedviz.errors import EmbedvizError
 from embedviz.settings import data_roots
-from embedviz.viewstate import check_dataset_path
+from embedviz.roots import check_dataset_path
+from embedviz.viewstate import keep_words
 from ui import cached, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
@@ -19,6 +20,26 @@ FLASH = "_dc_flash"
 OPENED = "_dc_opened"
 
 view, words_df, nav = widgets.page_start(need_dataset=False)
+
+
+def _open(root: str) -> None:
+    """Make ``root`` (checked; ``""`` = demo) the view's dataset, keeping the chosen words it has."""
+    try:
+        new_words = cached.dataset_words(root)
+    except EmbedvizError as error:
+        st.error(f"Cannot use {root or 'the demo'} as a dataset: {error}")
+        return
+    kept, dropped = keep_words(view.words, new_words)
+    state.commit(view.replace(dataset=root, words=kept, clip="", nn_model="", nn_layers=(), selected=(), hide=()))
+    message = f"Opened {widgets.dataset_label(root)}: {len(new_words)} words. Explore now uses it."
+    if dropped:
+        message += (f" Not in this dataset, so dropped from the chosen words: {', '.join(dropped)}."
+                    + ("" if kept else " Its default words are used."))
+    elif kept:
+        message += f" Chosen words kept: {', '.join(kept)}."
+    st.session_state[OPENED] = message
+    st.rerun()  # redraw the page for the new dataset (the summary above was drawn for the old one)
+
 
 st.title("Data & cache")
 state.show_warnings()
@@ -84,27 +105,23 @@ with st.container(border=True):
     if OPENED in st.session_state:
         st.success(st.session_state.pop(OPENED))
     if demo_clicked:
-        # Redraw the page for the new dataset (the summary above was drawn for the old one).
-        state.commit(view.replace(dataset="", words=(), clip=""))
-        st.session_state[OPENED] = "Using the bundled demo dataset."
-        st.rerun()
+        _open("")
     elif open_clicked:
         raw = (path or "").strip()
         checked, why = check_dataset_path(raw, roots, demo_root()) if raw else (None, "no folder given")
         if checked is None:
             st.error(f"Cannot use {raw or 'this'} as a dataset: {why}.")
         else:
-            try:
-                new_words = cached.words_table(checked)
-            except EmbedvizError as error:
-                st.error(f"Cannot use {raw} as a dataset: {error}")
-            else:
-                # Words are the new dataset's (the defaults); the old ones may not exist there.
-                state.commit(view.replace(dataset=checked, words=(), clip=""))
-                st.session_state[OPENED] = (
-                    f"Opened {widgets.dataset_label(checked)}: {len(new_words)} words. Explore now uses it."
-                )
-                st.rerun()
+            _open(checked)
+
+    # Fetching a dataset and listing a dataset's problem files are their own components.
+    fetch_panel = widgets.optional_hook("ui.data_panels", "render_fetch_panel")
+    if fetch_panel is not None:
+        st.markdown("##### Fetch a dataset")
+        fetch_panel(_open)
+    problems = widgets.optional_hook("ui.data_panels", "render_dataset_problems")
+    if problems is not None and words_df is not None:
+        problems(view.dataset or str(demo_root()))
 
 # ---------------------------------------------------------------------- store
 with st.container(border=True):

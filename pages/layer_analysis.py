@@ -13,18 +13,12 @@ import pandas as pd
 import streamlit as st
 
 from embedviz.errors import EmbedvizError
-from embedviz.viewstate import ANALYSIS_METRICS, ViewSettings
+from embedviz.viewstate import ViewSettings, spec
 from ui import cached, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
 
-METRIC_NAMES = {
-    "knn_accuracy": "k-NN accuracy",
-    "speaker_disjoint_knn": "speaker-disjoint k-NN",
-    "silhouette": "silhouette",
-    "probe_accuracy": "linear probe",
-}
-
+METRIC = spec("metric")  # options and labels: metrics.SEPARABILITY_METRICS, figures.METRIC_LABELS
 view, words_df, nav = widgets.page_start()
 
 st.title("Layer analysis")
@@ -91,13 +85,10 @@ full = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 with st.container(border=True):
     st.subheader("Separability by layer")
-    state.seed("la_metric", view.metric)
-    metric = st.segmented_control(
-        "Metric",
-        list(ANALYSIS_METRICS),
-        key="la_metric",
-        required=True,
-        format_func=METRIC_NAMES.get,
+    metric = widgets.choice(
+        view,
+        "metric",
+        "la_metric",
         help="k-NN: leave-one-out 5-NN word accuracy. Speaker-disjoint: neighbours from the same speaker may not "
         "vote. Silhouette: cluster separation (-1..1). Linear probe: 5-fold logistic-regression accuracy.",
     )
@@ -116,7 +107,7 @@ with st.container(border=True):
         if best:
             st.markdown(
                 "Best layer by "
-                + METRIC_NAMES[metric]
+                + METRIC.format(metric)
                 + ": "
                 + "; ".join(f"**{r['model']}** layer {r['layer']} ({r[metric]:.2f})" for r in best)
             )
@@ -126,7 +117,7 @@ with st.container(border=True):
                 hide_index=True,
                 column_config={
                     c: st.column_config.NumberColumn(format="%.3f")
-                    for c in ("knn_accuracy", "speaker_disjoint_knn", "silhouette", "probe_accuracy", "chance")
+                    for c in (*METRIC.options, "chance")
                 },
             )
     else:
@@ -159,15 +150,8 @@ with left.container(border=True):
 # ---------------------------------------------------------------------- CKA
 with right.container(border=True):
     st.subheader("Layer similarity (linear CKA)")
-    modes = ["within", "across"] if len(ready) > 1 else ["within"]
-    state.seed("la_cka_mode", view.cka_mode if view.cka_mode in modes else "within", modes)
-    cka_mode = st.segmented_control(
-        "Compare",
-        modes,
-        key="la_cka_mode",
-        required=True,
-        format_func={"within": "layers of one model", "across": "two models"}.get,
-    )
+    modes = list(spec("cka_mode").options) if len(ready) > 1 else ["within"]
+    cka_mode = widgets.choice(view, "cka_mode", "la_cka_mode", options=modes)
     names = list(ready)
     chosen = [m for m in view.cka_models if m in names]
     state.seed("la_cka_a", chosen[0] if chosen else names[0], names)

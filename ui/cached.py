@@ -17,25 +17,23 @@ away on the next run.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from embedviz.errors import EmbedvizError, StoreError
-from embedviz.settings import ExtractionSettings, default_cache_dir
+from embedviz.settings import ExtractionSettings, default_cache_dir, stable_hash
+from embedviz.views import PanelData, ProjectionPlan
 
 if TYPE_CHECKING:
     from embedviz.datasets import SpeechCommandsDataset
     from embedviz.extractors.base import Extractor
-    from embedviz.reduction import ReductionSettings
-    from embedviz.store import EmbeddingStore, LayerVectors
+    from embedviz.reduction import Projection, ReductionSettings
+    from embedviz.store import EmbeddingStore
     from embedviz.viewstate import ViewSettings
 
 
@@ -55,7 +53,7 @@ def store_root() -> Path:
 
 
 def get_store() -> EmbeddingStore:
-    from embedviz.store import EmbeddingStore, LayerVectors
+    from embedviz.store import EmbeddingStore
 
     return EmbeddingStore(store_root())
 
@@ -76,21 +74,21 @@ def entry_token(model: str, whisper_mode: str, init_seed: int) -> str:
     store = get_store()
     key = model_identity(model, seed=init_seed)
     entry = store.entry(key, settings.numeric_options(model_spec(model).family))
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(str(entry.path).encode())
     try:
-        for part in sorted(entry.path.iterdir()) if entry.path.is_dir() else []:
-            stat = part.stat()
-            digest.update(f"{part.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        files = [
+            (part.name, stat.st_size, stat.st_mtime_ns)
+            for part in (sorted(entry.path.iterdir()) if entry.path.is_dir() else [])
+            for stat in [part.stat()]
+        ]
     except OSError as error:
         raise StoreError(f"cannot read the embedding store folder {entry.path}: {error}") from error
-    return digest.hexdigest()
+    return stable_hash({"entry": str(entry.path), "files": files})
 
 
 @st.cache_data(show_spinner=False, ttl=5)
 def store_entries(root: str) -> pd.DataFrame:
     """Every store entry with its size (short TTL: other sessions may change the store)."""
-    from embedviz.store import EmbeddingStore, LayerVectors
+    from embedviz.store import EmbeddingStore
 
     return EmbeddingStore(Path(root)).entries()
 
@@ -309,60 +307,60 @@ def missing_count(sel: ModelSelection) -> tuple[int, int]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def layer_embeddings(sel: LayerSelection) -> dict[str, LayerVectors]:
-    """Stored vectors of ``sel.layers`` for the sample (clips not stored are left out)."""
-    from embedviz.store import read_layers
+def layer_embeddings(sel: LayerSelection) -> dict[str, Any]:
+    """Stored vectors of ``sel.layers`` for the sample: ``embedviz.store.LayerVectors`` per
+    layer (clips not stored are left out and listed in ``missing``)."""
+    from embedviz.views import read_vectors
 
-    m = sel.clips.sample()
-    return read_layers(get_store(), sel.source.settings, list(sel.layers), sel.pooling, manifest=m)
-
-
-def _common_rows(embs: dict[str, LayerVectors], layers: Sequence[str]) -> tuple[list[np.ndarray], pd.DataFrame]:
-    """The layers' matrices restricted to clips present in all of them, in one order."""
-    first = embs[layers[0]].clips
-    common = set(first["clip_id"])
-    for layer in layers[1:]:
-        common &= set(embs[layer].clips["clip_id"])
-    clips = first[first["clip_id"].isin(common)].reset_index(drop=True)
-    blocks = []
-    for layer in layers:
-        e = embs[layer]
-        index = {c: i for i, c in enumerate(e.clips["clip_id"])}
-        blocks.append(e.X[[index[c] for c in clips["clip_id"]]] if len(clips) else e.X[:0])
-    return blocks, clips
+    return read_vectors(get_store(), sel.source.settings, sel.layers, sel.pooling, sel.clips.sample())
 
 
-def _layer_blocks(sel: LayerSelection) -> tuple[list[np.ndarray], pd.DataFrame]:
-    """:func:`_common_rows` of the selection's stored layers."""
-    return _common_rows(layer_embeddings(sel), list(sel.layers))
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_blocks(sel: LayerSelection) -> tuple[list[Any], pd.DataFrame]:
+    """The selection's layers restricted to clips stored for all of them, matched by clip
+    key (:func:`embedviz.views.common_rows`)."""
+    from embedviz.views import common_rows
+
+    return common_rows(layer_embeddings(sel), sel.layers)
 
 
-def layer_matrix(sel: LayerSelection) -> tuple[np.ndarray, pd.DataFrame]:
-    """One layer's matrix, or several layers concatenated (each block z-scored and
-    scaled by 1/sqrt(width) so no layer dominates), with the clips of its rows."""
-    from embedviz.reduction import concatenate_layers
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_matrix(sel: LayerSelection) -> tuple[Any, pd.DataFrame]:
+    """One layer's matrix, or several layers concatenated, with the clips of its rows
+    (:func:`embedviz.views.layer_matrix`)."""
+    from embedviz import views
 
-    blocks, clips = _layer_blocks(sel)
-    if len(sel.layers) == 1:
-        return blocks[0], clips
-    if len(clips) == 0:
-        return np.zeros((0, 0), np.float32), clips
-    return concatenate_layers(blocks), clips
+    blocks, clips = layer_blocks(sel)
+    return views.layer_matrix(blocks), clips
 
 
-@dataclass(frozen=True)
-class PanelData:
-    """What one plot shows: projected points, their clips and the layer's numbers."""
+def plan(sel: LayerSelection, reduction: ReductionSettings) -> ProjectionPlan:
+    """What projecting this selection would cost, before anything runs
+    (:func:`embedviz.reduction.plan_projection`). ``ok`` False: do not call :func:`panel`;
+    show ``reason`` and offer ``suggested_n`` points or PCA."""
+    from embedviz.views import plan_projection
 
-    coords: np.ndarray
-    clips: pd.DataFrame
-    knn: float
-    silhouette: float
-    chance: float
-    n_clips: int
-    n_missing: int
-    trust: float = float("nan")
-    projection: str = ""  # e.g. "t-SNE 2D (perplexity 5.67, seed 0)": the parameters actually used
+    X, _ = layer_matrix(sel)
+    return plan_projection(int(X.shape[0]), int(X.shape[1]) if X.ndim == 2 else 0, reduction)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def projection(sel: LayerSelection, reduction: ReductionSettings) -> Projection:
+    """The fitted projection of one panel, shared by every session; use its
+    ``transform`` to place new points (a user's own clip) into the same picture."""
+    from embedviz.views import project
+
+    X, _ = layer_matrix(sel)
+    return project(X, reduction.canonical())
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _numbers(sel: LayerSelection) -> dict[str, Any]:
+    # Separate from `panel` so switching PCA / t-SNE / UMAP does not recompute them.
+    from embedviz.views import panel_numbers
+
+    X, clips = layer_matrix(sel)
+    return panel_numbers(X, clips, seed=sel.clips.seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -370,64 +368,33 @@ def panel(sel: LayerSelection, reduction: ReductionSettings) -> PanelData:
     """Projection and separability numbers of one model x layer (or concatenated layers).
 
     The numbers (k-NN accuracy, silhouette) come from the original space, never from
-    the 2D/3D picture.
+    the 2D/3D picture; ``*_n`` fields say how many clips the capped ones used.
     """
-    from embedviz.reduction import reduce
-
-    from embedviz.metrics import trustworthiness
+    from embedviz import views
 
     X, clips = layer_matrix(sel)
-    total = len(sel.clips.sample())
-    numbers = _numbers(sel)
-    projection = reduce(X, reduction)
-    coords = projection.coords
-    return PanelData(
-        trust=trustworthiness(X, coords, n_neighbors=5, metric="cosine"),
-        projection=projection.describe(),
-        coords=coords,
-        clips=clips,
-        knn=numbers["knn_accuracy"],
-        silhouette=numbers["silhouette"],
-        chance=numbers["chance"],
-        n_clips=len(clips),
-        n_missing=total - len(clips),
+    return views.panel(
+        X, clips, projection(sel, reduction), _numbers(sel), n_total=len(sel.clips.sample()), seed=sel.clips.seed
     )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def aligned_coords(sels: tuple[LayerSelection, ...], reduction: ReductionSettings) -> list[np.ndarray]:
-    """Each layer panel's projection rotated onto the previous one's (orthogonal Procrustes),
-    so clusters keep their place from panel to panel. Panels over different clips (some
-    not stored for every layer) have nothing to align on and come back as they are."""
-    from embedviz.reduction import align_procrustes
+def aligned_coords(sels: tuple[LayerSelection, ...], reduction: ReductionSettings) -> list[Any]:
+    """Each panel's projection rotated onto the previous one's (orthogonal Procrustes),
+    rows matched by clip key (:func:`embedviz.views.aligned_coords`)."""
+    from embedviz import views
 
-    panels = [panel(s, reduction) for s in sels]
-    if len({tuple(p.clips["clip_id"]) for p in panels}) != 1:
-        return [p.coords for p in panels]
-    return align_procrustes([p.coords for p in panels])
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _numbers(sel: LayerSelection) -> dict[str, Any]:
-    # Separate from `panel` so switching PCA / t-SNE / UMAP does not recompute them.
-    from embedviz.metrics import layer_metrics
-
-    X, clips = layer_matrix(sel)
-    return layer_metrics(X, clips["word"].to_numpy(), clips["speaker"].to_numpy(), seed=sel.clips.seed, probe=False)
+    return views.aligned_coords([panel(s, reduction) for s in sels])
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def neighbours(sel: LayerSelection, clip_id: str, k: int = 5) -> pd.DataFrame:
-    """The ``k`` nearest other clips to ``clip_id`` by cosine distance in the original
-    embedding space (not the picture). Empty if the clip is not in this panel."""
-    from embedviz.metrics import nearest_neighbours
+    """The ``k`` nearest other clips to ``clip_id`` in the original embedding space
+    (:func:`embedviz.views.neighbours`). Empty if the clip is not in this panel."""
+    from embedviz import views
 
     X, clips = layer_matrix(sel)
-    hits = np.flatnonzero(clips["clip_id"].to_numpy() == clip_id)
-    if len(hits) == 0 or len(clips) < 2:
-        return clips.iloc[0:0].assign(distance=[])
-    order, distances = nearest_neighbours(X, int(hits[0]), k=k)
-    return clips.iloc[order].assign(distance=distances).reset_index(drop=True)
+    return views.neighbours(X, clips, clip_id, k=k)
 
 
 # ---------------------------------------------------------------------- layer analysis
@@ -435,64 +402,31 @@ def neighbours(sel: LayerSelection, clip_id: str, k: int = 5) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def analysis_table(sel: LayerSelection) -> pd.DataFrame:
-    """:func:`embedviz.metrics.metrics_table` over ``sel.layers`` (clips stored for all of them)."""
-    from embedviz.metrics import metrics_table
+    """:func:`embedviz.views.analysis_table` over ``sel.layers`` (clips stored for all of them)."""
+    from embedviz import views
 
-    blocks, clips = _layer_blocks(sel)
-    if len(clips) == 0:
-        return pd.DataFrame()
-    return metrics_table(
-        dict(zip(sel.layers, blocks, strict=True)),
-        clips["word"].to_numpy(),
-        clips["speaker"].to_numpy(),
-        seed=sel.clips.seed,
-        model=sel.source.model,
-    )
+    blocks, clips = layer_blocks(sel)
+    return views.analysis_table(dict(zip(sel.layers, blocks, strict=True)), clips, seed=sel.clips.seed,
+                                model=sel.source.model)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def confusion(sel: LayerSelection) -> tuple[np.ndarray, list[str]]:
+def confusion(sel: LayerSelection) -> tuple[Any, list[str]]:
     """5-NN word confusion of one layer (``sel.layers`` holds exactly one)."""
-    from embedviz.metrics import knn_confusion
+    from embedviz import views
 
     X, clips = layer_matrix(sel)
-    return knn_confusion(X, clips["word"].to_numpy())
+    return views.confusion(X, clips, seed=sel.clips.seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def cka(selections: tuple[LayerSelection, ...]) -> pd.DataFrame:
-    """Linear CKA between layers: of one model (square), or rows of model A x columns of model B.
+    """Linear CKA between layers: of one model (square), or rows of model A x columns of
+    model B (:func:`embedviz.views.cka_table`; only clips stored for every layer)."""
+    from embedviz import views
 
-    ``selections`` holds one or two models' layers (same clips and pooling). Only clips
-    stored for every layer of every model are used.
-    """
-    from embedviz.metrics import cka_matrix
-
-    named: dict[str, np.ndarray] = {}
-    per_model: list[tuple[str, list[str]]] = []
-    clip_sets: list[set[str]] = []
-    loaded = []
+    models = []
     for sel in selections:
-        blocks, clips = _layer_blocks(sel)
-        loaded.append((sel.source.model, sel.layers, blocks, clips))
-        clip_sets.append(set(clips["clip_id"]))
-    common = set.intersection(*clip_sets) if clip_sets else set()
-    for index, (model, layers, blocks, clips) in enumerate(loaded):
-        keep = clips["clip_id"].isin(common).to_numpy()
-        order = np.argsort(clips.loc[keep, "clip_id"].to_numpy(), kind="stable")
-        names = []
-        for layer, block in zip(layers, blocks, strict=True):
-            name = f"{layer}" if len(loaded) == 1 else f"{'AB'[index]}:{layer}"
-            named[name] = block[keep][order]
-            names.append(name)
-        per_model.append((model, names))
-    if len(common) < 2:
-        return pd.DataFrame()
-    full = cka_matrix(named)
-    if len(per_model) == 1:
-        return full
-    rows, cols = per_model[0][1], per_model[1][1]
-    out = full.loc[rows, cols].copy()
-    out.index = pd.Index([r.split(":", 1)[1] for r in rows], name=per_model[0][0])
-    out.columns = pd.Index([c.split(":", 1)[1] for c in cols], name=per_model[1][0])
-    return out
+        blocks, clips = layer_blocks(sel)
+        models.append((sel.source.model, sel.layers, blocks, clips))
+    return views.cka_table(models)

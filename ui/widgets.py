@@ -238,21 +238,59 @@ def last_job_report() -> None:
 # ---------------------------------------------------------------------- clip player
 
 
-def mark_clip(fig, coords, clip_ids, clip_id: str) -> None:
-    """Ring the selected clip in a scatter figure (a non-clickable SVG overlay: no WebGL context)."""
-    import numpy as np
+def mark_clips(fig, coords, clip_ids, marked: dict[str, str]) -> None:
+    """Ring clips in a scatter figure: ``marked`` maps clip id -> ring colour (the clicked
+    clip, its neighbours, a selection, a search hit). A non-clickable SVG overlay, so it
+    takes no WebGL context. ``coords`` is a row sequence (a numpy array works as one)."""
     import plotly.graph_objects as go
 
-    hits = np.flatnonzero(np.asarray(clip_ids) == clip_id)
-    if not clip_id or len(hits) == 0:
-        return
-    point = coords[int(hits[0])]
-    marker = {"symbol": "circle-open", "size": 18, "color": "#111111", "line": {"width": 2.5}}
-    common = {"mode": "markers", "marker": marker, "showlegend": False, "hoverinfo": "skip", "name": "selected"}
-    if len(point) == 3:
-        fig.add_trace(go.Scatter3d(x=[point[0]], y=[point[1]], z=[point[2]], **common))
-    else:
-        fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], **common))
+    ids = [str(c) for c in clip_ids]
+    by_colour: dict[str, list[int]] = {}
+    for i, clip in enumerate(ids):
+        if clip in marked:
+            by_colour.setdefault(marked[clip], []).append(i)
+    for colour, rows in by_colour.items():
+        points = [[float(v) for v in coords[i]] for i in rows]
+        size = 18 if colour == SELECTED_COLOUR else 14
+        marker = {"symbol": "circle-open", "size": size, "color": colour, "line": {"width": 2.5}}
+        name = RING_NAMES.get(colour, "marked")  # the browser tests find the clicked clip's ring by name
+        common = {"mode": "markers", "marker": marker, "showlegend": False, "hoverinfo": "skip", "name": name}
+        if points and len(points[0]) == 3:
+            fig.add_trace(go.Scatter3d(x=[p[0] for p in points], y=[p[1] for p in points], z=[p[2] for p in points], **common))
+        elif points:
+            fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], **common))
+
+
+#: Ring colours: the clicked clip, its nearest neighbours, a box/lasso selection, search hits.
+SELECTED_COLOUR, NEIGHBOUR_COLOUR, BRUSH_COLOUR, FOUND_COLOUR = "#111111", "#f97316", "#2563eb", "#db2777"
+RING_NAMES = {SELECTED_COLOUR: "selected", NEIGHBOUR_COLOUR: "neighbours", BRUSH_COLOUR: "brushed", FOUND_COLOUR: "found"}
+
+
+def choice(view: ViewSettings, name: str, key: str, *, options: Sequence | None = None, value=None, **kwargs):
+    """A segmented control for the view field ``name``: options, labels and the widget label
+    come from the view table (:func:`embedviz.viewstate.spec`), its value from the URL."""
+    from embedviz.viewstate import spec
+
+    row = spec(name)
+    opts = list(options if options is not None else row.options)
+    value = getattr(view, name) if value is None else value
+    state.seed(key, value if value in opts else opts[0], opts)
+    return st.segmented_control(
+        kwargs.pop("label", row.label), opts, key=key, required=True, wrap=True, format_func=row.format, **kwargs
+    )
+
+
+def optional_hook(module: str, function: str):
+    """``module.function`` if that module exists (features built as separate components), else None."""
+    import importlib
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    return getattr(importlib.import_module(module), function, None)
 
 
 def clip_card(clip: pd.Series, caption: str = "") -> None:

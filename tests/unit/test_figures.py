@@ -21,6 +21,7 @@ from embedviz.figures import (
     scatter_figure,
     title_for,
     word_colors,
+    word_styles,
     write_html,
 )
 from embedviz.reduction import ReductionSettings
@@ -52,8 +53,10 @@ def test_word_colors_are_stable_and_distinct() -> None:
     b = word_colors(["up", "no", "yes"])
     assert a == b
     assert set(a) == {"yes", "no", "up"}
-    many = word_colors([f"w{i:02d}" for i in range(35)])
-    assert len(set(many.values())) == 35  # Speech Commands' 35 words never share a colour
+    many = word_styles([f"w{i:02d}" for i in range(35)])
+    # Speech Commands' 35 words never share colour AND symbol.
+    assert len({(st.color, st.symbol) for st in many.values()}) == 35
+    assert word_colors([f"w{i:02d}" for i in range(35)]) == {k: st.color for k, st in many.items()}
 
 
 @pytest.mark.parametrize("k", [2, 3])

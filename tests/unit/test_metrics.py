@@ -284,7 +284,9 @@ def test_layer_metrics_keys_and_chance() -> None:
     X, words = blobs(n_per=10, n_words=4)
     speakers = np.array([f"s{i % 5}" for i in range(len(words))])
     out = layer_metrics(X, words, speakers)
-    assert set(out) == {"knn_accuracy", "silhouette", "probe_accuracy", "speaker_disjoint_knn", "n_clips", "n_words", "chance"}
+    assert set(out) == {"knn_accuracy", "silhouette", "probe_accuracy", "speaker_disjoint_knn", "n_clips", "n_words", "chance",
+                        "knn_n", "silhouette_n", "probe_n"}
+    assert out["knn_n"] == out["silhouette_n"] == out["probe_n"] == 40  # below every cap: all clips
     assert out["n_clips"] == 40 and out["n_words"] == 4 and out["chance"] == 0.25
     assert out["speaker_disjoint_knn"] == 1.0
     assert math.isnan(layer_metrics(X, words)["speaker_disjoint_knn"])

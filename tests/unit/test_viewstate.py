@@ -306,3 +306,33 @@ def test_invalid_settings_are_rejected_on_construction(field, value) -> None:
 
     with pytest.raises(ConfigError, match=field.split("_")[0]):
         ViewSettings(**{field: value})
+
+
+def test_the_neighbours_panel_and_selection_round_trip() -> None:
+    view = ViewSettings(
+        models=("baseline:mel",), words=("yes", "no"), clip="yes/a_nohash_0.wav", nn_model="baseline:mel",
+        nn_layers=("mfcc",), selected=("yes/a_nohash_0.wav", "no/b_nohash_1.wav"), find="up", hide=("no",),
+    )
+    params = view.to_query_params()
+    assert params["nn_model"] == "baseline:mel" and params["nn_layers"] == "mfcc"
+    again, warnings = parse(params)
+    assert again == view and warnings == []
+    # A neighbours model that is not chosen is refused; a big selection stays out of the URL.
+    bad, warnings = parse({**params, "nn_model": "openai/whisper-tiny"})
+    assert bad.nn_model == "" and any("Neighbours model" in w for w in warnings)
+    many = view.replace(selected=tuple(f"yes/{i}_nohash_0.wav" for i in range(51)))
+    assert "sel" not in many.to_query_params()
+
+
+def test_options_and_labels_come_from_the_owning_modules() -> None:
+    from embedviz.figures import METRIC_LABELS
+    from embedviz.pooling import POOLINGS
+    from embedviz.reduction import METHOD_LABELS, METHODS, PREPROCESSING
+    from embedviz.settings import WHISPER_MODES
+    from embedviz.viewstate import spec
+
+    assert spec("method").options == METHODS and spec("method").format("tsne") == METHOD_LABELS["tsne"]
+    assert spec("preprocess").options == PREPROCESSING
+    assert spec("pooling").options == POOLINGS
+    assert spec("whisper_mode").options == WHISPER_MODES
+    assert spec("metric").format("silhouette") == METRIC_LABELS["silhouette"]
