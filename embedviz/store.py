@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _META = "meta.json"
 _FORMAT_KEY = b"embedviz_format"
+_DAMAGED = "damaged"
 
 
 def _schema():  # pyarrow is imported lazily: the app lists entries before any extraction
@@ -118,6 +119,30 @@ class StoreEntry:
             return []
         return sorted(self.path.glob("part-*.parquet"))
 
+    def damaged_parts(self) -> list[Path]:
+        """Parts found damaged and moved aside into ``<entry>/damaged/`` (for the CLI/app to show)."""
+        folder = self.path / _DAMAGED
+        return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+    def _set_aside(self, part: Path, exc: Exception) -> None:
+        """Move a damaged part into ``damaged/`` so its clips count as missing and are recomputed.
+
+        Left in place it would be skipped by reads while its readable ``clip_key`` column
+        could still count its clips as stored, and they would never be recomputed.
+        """
+        target = self.path / _DAMAGED / part.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(part, target)
+        except OSError as move_error:  # another reader moved it first, or a read-only store
+            if part.exists():
+                logger.warning("damaged store part %s (%s) could not be moved aside: %s", part, exc, move_error)
+            return
+        logger.warning(
+            "store part %s is damaged (%s); moved it to %s. Its clips will be recomputed by the next extract.",
+            part, exc, target,
+        )
+
     def stored_keys(self) -> set[str]:
         """Content keys of every clip with a finished batch in this entry."""
         import pyarrow.parquet as pq
@@ -128,8 +153,8 @@ class StoreEntry:
         for part in self.parts():
             try:
                 keys.update(pq.read_table(part, columns=["clip_key"]).column(0).to_pylist())
-            except Exception as exc:  # a damaged part is ignored, not fatal: its clips are recomputed
-                logger.warning("ignoring unreadable store part %s (%s)", part, exc)
+            except Exception as exc:  # pyarrow raises several types for damaged files
+                self._set_aside(part, exc)
         return keys
 
     def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> Path | None:
@@ -188,8 +213,8 @@ class StoreEntry:
                         filters=[("layer", "in", list(layers))],
                     )
                 )
-            except Exception as exc:
-                logger.warning("ignoring unreadable store part %s (%s)", part, exc)
+            except Exception as exc:  # pyarrow raises several types for damaged files
+                self._set_aside(part, exc)
         if not tables:
             return result
         table = pa.concat_tables(tables)

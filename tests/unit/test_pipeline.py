@@ -165,3 +165,16 @@ def test_clip_key_is_content_based(tmp_path) -> None:
     sf.write(a, np.ones(800, np.float32) * 0.1, 16000)
     shutil.copy(a, b)
     assert pipeline.clip_key(a) == pipeline.clip_key(b)
+
+
+def test_clips_of_a_damaged_part_are_recomputed(manifest, store) -> None:
+    first = extract(manifest, MEL, store=store, batch_size=4)
+    entry = store.entry_for(MEL)
+    bad = entry.parts()[0]
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated, as by a full disk
+    assert len(missing_clips(manifest, MEL, store)) == 4
+    again = extract(manifest, MEL, store=store, batch_size=4)
+    assert (again.computed, again.cached) == (4, first.computed - 4)
+    assert [p.name for p in entry.damaged_parts()] == [bad.name]
+    got = read_layers(store, MEL, ["mfcc"], "mean", manifest=manifest)["mfcc"]
+    assert got.missing == () and got.X.shape[0] == len(manifest)

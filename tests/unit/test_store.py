@@ -105,12 +105,27 @@ def test_old_format_is_rebuilt_not_misread(entry, monkeypatch) -> None:
     assert fresh.is_current and fresh.parts() == []
 
 
-def test_damaged_part_is_ignored(entry) -> None:
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
+def test_damaged_part_is_set_aside_and_its_clips_count_as_missing(entry, damage, caplog) -> None:
     _, e = entry
     write(e, rows_for(["k1"]))
-    (e.path / "part-broken.parquet").write_bytes(b"not parquet")
-    assert e.stored_keys() == {"k1"}
-    assert e.read(["0"], "mean")["0"].clip_keys == ["k1"]
+    write(e, rows_for(["k2", "k3"], seed=1))
+    bad = e.parts()[1]
+    data = bytearray(bad.read_bytes())
+    if damage == "garbage":
+        data = bytearray(b"not parquet at all")
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # the footer (and so the clip_key column) stays readable; a vector page does not
+        mid = len(data) // 2
+        data[mid - 200 : mid + 200] = bytes(400)
+    bad.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        got = e.read(LAYERS, "mean")
+        keys = e.stored_keys()
+    assert got["0"].clip_keys == ["k1"] and keys == {"k1"}, "the damaged part's clips are missing, not stored"
+    assert e.damaged_parts() == [e.path / "damaged" / bad.name] and not bad.exists()
+    assert "recomputed by the next extract" in caplog.text and bad.name in caplog.text
 
 
 def test_entries_and_delete(entry) -> None:
