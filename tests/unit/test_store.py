@@ -189,3 +189,31 @@ def test_nothing_stored_names_the_options_that_are_stored(tmp_path: Path) -> Non
     with pytest.raises(StoreError, match="whisper_mode=crop.*'--whisper-mode crop'"):
         read_layers(s, ExtractionSettings(model=whisper))
     assert read_layers(s, ExtractionSettings(model=whisper, whisper_mode="crop"))["0"].clip_keys == ["k1"]
+
+
+def test_two_writers_on_one_entry_resolve_to_the_last_written_part(entry) -> None:
+    import threading
+
+    import pyarrow.parquet as pq
+
+    s, e = entry
+    keys = [f"k{i}" for i in range(40)]
+    batches = {seed: rows_for(keys, seed=seed) for seed in (1, 2)}
+
+    def writer(seed: int) -> None:
+        for i in range(0, len(keys) * len(LAYERS), 6):  # many small parts, interleaved with the other writer
+            write(e, batches[seed][i : i + 6])
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in batches]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    got = s.entry("model@abc", {"max_seconds": 30.0}).read(["0"], "mean")["0"]
+    assert sorted(got.clip_keys) == sorted(keys), "every clip once"
+    # The winner of each clip is the row in the part whose name sorts last (write order).
+    winner: dict[str, np.ndarray] = {}
+    for part in e.parts():
+        t = pq.read_table(part, columns=["clip_key", "layer", "mean"]).to_pylist()
+        winner.update({r["clip_key"]: np.asarray(r["mean"]) for r in t if r["layer"] == "0"})
+    for key, x in zip(got.clip_keys, got.X):
+        np.testing.assert_array_equal(x, winner[key])
+    assert e.read(["0"], "mean")["0"].clip_keys == got.clip_keys, "reading again gives the same rows"
