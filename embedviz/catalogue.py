@@ -3,15 +3,13 @@
 Everything here works offline and without torch: the app lists the catalogue before any
 model is loaded. Layer names come from configs EMBEDDED below (the few architecture
 fields that decide the layers, as in each checkpoint's ``config.json``), passed to each
-extractor module's ``layer_names_for_config``; no weights or network are needed.
+family's ``layer_names`` (see :mod:`embedviz.extractors.registry`); no weights or network
+are needed.
 
-Names a user can ask for:
-
-* a catalogue id (``facebook/wav2vec2-base``, ``openai/whisper-tiny``, ``descript/dac_16khz``, ...);
-* ``random-init:<catalogue id>``: that architecture with seeded random weights (a control);
-* ``baseline:mel``: log-mel / MFCC features (no weights);
-* a local folder in Hugging Face format (``config.json`` + weights + ``preprocessor_config.json``);
-* any other hub id already in the Hugging Face cache whose ``model_type`` is supported.
+Names a user can ask for are parsed once into a :class:`~embedviz.modelref.ModelRef`
+(catalogue id, ``random-init:<id>``, ``baseline:mel``, a local folder, or another hub id
+already in the Hugging Face cache). The hub cache and downloads live in :mod:`embedviz.hub`,
+weight identity in :mod:`embedviz.identity`.
 
 ``import embedviz.catalogue`` imports neither torch nor numpy; ``CATALOGUE`` is built on
 first access (it imports the light extractor modules, which import numpy but not torch).
@@ -19,55 +17,26 @@ first access (it imports the light extractor modules, which import numpy but not
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 import struct
 import threading
-import time
 import types
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
+from embedviz import hub
 from embedviz.errors import ConfigError, ModelLoadError
+from embedviz.extractors import registry
+from embedviz.identity import BASELINE_IDENTITY, folder_identity, model_identity  # noqa: F401  (re-exported)
+from embedviz.modelref import BASELINE_ID, RANDOM_INIT_PREFIX, ModelRef, local_folder, looks_like_path  # noqa: F401
 
 if TYPE_CHECKING:
     from types import MappingProxyType
 
 logger = logging.getLogger(__name__)
-
-Family = Literal["wav2vec2", "hubert", "wavlm", "whisper", "dac", "baseline"]
-FAMILIES: tuple[str, ...] = ("wav2vec2", "hubert", "wavlm", "whisper", "dac", "baseline")
-
-#: transformers ``model_type`` -> embedviz family, for folders and cached repos.
-MODEL_TYPE_FAMILY: Mapping[str, str] = {
-    "wav2vec2": "wav2vec2",
-    "hubert": "hubert",
-    "wavlm": "wavlm",
-    "whisper": "whisper",
-    "dac": "dac",
-}
-
-RANDOM_INIT_PREFIX = "random-init:"
-BASELINE_ID = "baseline:mel"
-BASELINE_IDENTITY = "baseline:mel:v1"
-#: Bump when the random-init recipe changes (it changes the weights for a given seed).
-RANDOM_INIT_VERSION = "v1"
-
-#: Weight files transformers can load, in order of preference.
-WEIGHT_FILES: tuple[str, ...] = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -76,7 +45,7 @@ class ModelSpec:
 
     Attributes:
         id: catalogue id, ``random-init:<id>``, ``baseline:mel``, a hub id or a folder path.
-        family: ``wav2vec2 | hubert | wavlm | whisper | dac | baseline``.
+        family: a registered family (:func:`embedviz.extractors.registry.families`).
         n_params: approximate parameter count of the published model (0 for baselines).
         sample_rate: audio rate the model expects, Hz.
         layers: layer names in network order (see docs/architecture.md).
@@ -95,8 +64,9 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
             raise ConfigError("ModelSpec.id must be a non-empty string")
-        if self.family not in FAMILIES:
-            raise ConfigError(f"{self.id}: family {self.family!r} is not one of {', '.join(FAMILIES)}")
+        known = registry.families()
+        if self.family not in known:
+            raise ConfigError(f"{self.id}: family {self.family!r} is not one of {', '.join(known)}")
         if not isinstance(self.n_params, int) or self.n_params < 0:
             raise ConfigError(f"{self.id}: n_params must be a non-negative int, got {self.n_params!r}")
         if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
@@ -319,44 +289,26 @@ _ENTRIES: tuple[_Entry, ...] = (
 )
 _ENTRY_BY_ID: dict[str, _Entry] = {e.id: e for e in _ENTRIES}
 
-# Defaults of the transformers config classes for the fields that decide layer names, used
-# when a local config.json leaves them out.
-_LAYER_FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "wav2vec2": {"num_hidden_layers": 12},
-    "hubert": {"num_hidden_layers": 12},
-    "wavlm": {"num_hidden_layers": 12},
-    "whisper": {"encoder_layers": 4},
-    "dac": {"downsampling_ratios": [2, 4, 8, 8], "n_codebooks": 9, "sampling_rate": 16000},
-}
-
 
 def layer_names_for(family: str, config: Any) -> tuple[str, ...]:
     """Layer names of ``family`` for ``config`` (a transformers config or any object with its fields)."""
-    if family in ("wav2vec2", "hubert", "wavlm"):
-        from embedviz.extractors.ssl import layer_names_for_config
-    elif family == "whisper":
-        from embedviz.extractors.whisper import layer_names_for_config
-    elif family == "dac":
-        from embedviz.extractors.dac import layer_names_for_config
-    elif family == "baseline":
-        from embedviz.extractors.baseline import layer_names_for_config
-    else:
-        raise ModelLoadError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
-    return tuple(layer_names_for_config(config))
+    return tuple(registry.family(family).layer_names(config))
 
 
 def _namespace(family: str, fields: Mapping[str, Any]) -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{**_LAYER_FIELD_DEFAULTS.get(family, {}), **dict(fields)})
+    defaults = registry.family(family).config_defaults
+    return types.SimpleNamespace(**{**dict(defaults), **dict(fields)})
 
 
 def _spec_from_entry(entry: _Entry) -> ModelSpec:
-    family = MODEL_TYPE_FAMILY[entry.model_type]
+    spec = registry.family_for_model_type(entry.model_type)
+    assert spec is not None, entry.model_type  # the embedded entries use registered model types
     return ModelSpec(
         id=entry.id,
-        family=family,
+        family=spec.name,
         n_params=entry.n_params,
         sample_rate=int(entry.preprocessor["sampling_rate"]),
-        layers=layer_names_for(family, _namespace(family, entry.config)),
+        layers=layer_names_for(spec.name, _namespace(spec.name, entry.config)),
         description=entry.description,
         label=entry.label,
     )
@@ -438,24 +390,84 @@ def is_random_init(name: str) -> bool:
 
 def random_init_base(name: str) -> str:
     """``random-init:<id>`` -> ``<id>`` (validated against the catalogue)."""
-    base = name[len(RANDOM_INIT_PREFIX):].strip()
-    if base not in _ENTRY_BY_ID:
-        raise ModelLoadError(
-            f"{name!r}: random-init needs a catalogue model id after 'random-init:', e.g. "
-            f"'random-init:facebook/wav2vec2-base'; {base!r} is not one"
+    ref = ModelRef.parse(name)
+    if ref.kind != "random_init":
+        raise ModelLoadError(f"{name!r} is not a 'random-init:<catalogue id>' name")
+    return ref.id
+
+
+def model_spec(name: str | ModelRef) -> ModelSpec:
+    """Describe ``name`` (catalogue id, ``random-init:<id>``, ``baseline:mel``, folder or cached hub id).
+
+    Raises:
+        ModelLoadError: the folder is not a supported model, the random-init base is unknown,
+            or a hub id is neither in the catalogue nor in the Hugging Face cache.
+    """
+    ref = ModelRef.parse(name)
+    catalogue = _catalogue()
+    if ref.kind in ("catalogue", "baseline"):
+        return catalogue[ref.id]
+    if ref.kind == "random_init":
+        base = catalogue[ref.id]
+        return ModelSpec(
+            id=str(ref),
+            family=base.family,
+            n_params=base.n_params,
+            sample_rate=base.sample_rate,
+            layers=base.layers,
+            description=f"Control: {base.label} architecture with random (seeded) weights, no training.",
+            label=f"{base.label} (random init)",
         )
-    return base
+    if ref.kind == "local_folder":
+        return _spec_from_folder(Path(ref.id), ref.id)
+    snapshot = hub.cached_snapshot(ref.id)
+    if snapshot is not None:
+        return _spec_from_folder(snapshot, ref.id)
+    raise ModelLoadError(
+        f"{ref.id!r} is not in the catalogue and not in the Hugging Face cache ({hub.hub_cache_dir()}); "
+        "pick a catalogue model, or download it into the cache or a local folder first"
+    )
 
 
-def looks_like_path(name: str) -> bool:
-    """True for names that can only be folders (absolute, ./, ~/, or with a backslash)."""
-    return name.startswith(("/", ".", "~")) or "\\" in name or (os.sep in name and not _HUB_ID_RE.match(name))
+def availability(name: str | ModelRef, *, check_hub: bool = True) -> Availability:
+    """Whether ``name`` can run now, without loading it. Never blocks for more than ~2.5 s.
+
+    ``check_hub=False`` skips the network probe: uncached hub models report ``download``
+    (or ``offline`` when HF_HUB_OFFLINE is set).
+
+    Raises:
+        ModelLoadError: ``name`` is a path that does not exist, a bad random-init name,
+            or a folder that is not a supported model.
+    """
+    ref = ModelRef.parse(name)
+    if ref.kind == "baseline":
+        return Availability("builtin", "computed from the audio; no weights")
+    if ref.kind == "random_init":
+        return Availability("builtin", "random weights built from the embedded config; no download")
+    if ref.kind == "local_folder":
+        folder_family(Path(ref.id))
+        return Availability("local", f"local folder {ref.id}")
+    commit = hub.cached_commit(ref.id)
+    if commit is not None:
+        return Availability("cached", f"in the Hugging Face cache {hub.hub_cache_dir()} (commit {commit[:10]})")
+    if hub.hub_offline():
+        return Availability(
+            "offline",
+            "not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it on a machine with "
+            "network access (or point HF_HUB_CACHE at a cache that has it, or use a local folder)",
+        )
+    if not check_hub:
+        return Availability("download", "not cached; will be downloaded from the Hugging Face hub")
+    if hub.hub_reachable():
+        return Availability("download", "not cached; will be downloaded from the Hugging Face hub")
+    return Availability(
+        "offline",
+        "not in the Hugging Face cache and the hub cannot be reached; connect to the network, or "
+        "copy the model into the cache or a local folder",
+    )
 
 
-def local_folder(name: str | os.PathLike[str]) -> Path | None:
-    """The folder ``name`` points to, if it is an existing directory."""
-    path = Path(os.path.expanduser(str(name)))
-    return path.resolve() if path.is_dir() else None
+# ---------------------------------------------------------------------- local folders
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -479,13 +491,13 @@ def folder_family(folder: Path) -> str:
     config = _read_json(folder / "config.json", "it is not a Hugging Face model folder (expected config.json, "
                         "model.safetensors and preprocessor_config.json)")
     model_type = config.get("model_type")
-    family = MODEL_TYPE_FAMILY.get(str(model_type))
-    if family is None:
+    spec = registry.family_for_model_type(model_type)
+    if spec is None:
         raise ModelLoadError(
             f"{folder}: model_type {model_type!r} in config.json is not supported; embedviz loads "
-            f"{', '.join(MODEL_TYPE_FAMILY)} models"
+            f"{', '.join(registry.model_types())} models"
         )
-    return family
+    return spec.name
 
 
 def _safetensors_param_count(path: Path) -> int:
@@ -504,6 +516,55 @@ def _safetensors_param_count(path: Path) -> int:
             count *= int(dim)
         total += count
     return total
+
+
+def check_weight_files(folder: Path, fix: str) -> None:
+    """Raise a ModelLoadError naming what is wrong if ``folder``'s weights are missing or damaged.
+
+    Checks, without loading: a weight file exists; every shard an ``*.index.json`` names is there;
+    each safetensors file has a readable header and is as long as that header says (a truncated
+    download is caught here, not as a traceback inside transformers). ``fix`` says what to do.
+    """
+    present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    weights = [w for w in hub.WEIGHT_FILES if w in present]
+    if not weights:
+        raise ModelLoadError(f"{folder}: the folder lacks its weights (none of {', '.join(hub.WEIGHT_FILES)}); {fix}")
+    chosen = weights[0]
+    files = [chosen]
+    if chosen.endswith(".index.json"):
+        index = _read_json(folder / chosen, fix)
+        shards = sorted(set((index.get("weight_map") or {}).values())) if isinstance(index.get("weight_map"), dict) \
+            else []
+        if not shards:
+            raise ModelLoadError(f"{folder / chosen}: the index names no weight shards; {fix}")
+        missing = [s for s in shards if s not in present]
+        if missing:
+            raise ModelLoadError(f"{folder}: the folder lacks weight shard(s) {', '.join(missing[:3])}; {fix}")
+        files = shards
+    for name in files:
+        if name.endswith(".safetensors"):
+            _check_safetensors(folder / name, fix)
+
+
+def _check_safetensors(path: Path, fix: str) -> None:
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise ValueError("shorter than a safetensors header")
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > min(size, 100_000_000):
+                raise ValueError("implausible header length")
+            header = json.loads(handle.read(header_len))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise ModelLoadError(f"{path}: damaged safetensors file ({error}); {fix}") from error
+    if 8 + header_len + end != size:
+        raise ModelLoadError(
+            f"{path}: truncated or damaged safetensors file ({size} bytes, the header describes "
+            f"{8 + header_len + end}); {fix}"
+        )
 
 
 def _folder_param_count(folder: Path) -> int:
@@ -539,256 +600,6 @@ def _spec_from_folder(folder: Path, spec_id: str) -> ModelSpec:
     )
 
 
-def model_spec(name: str) -> ModelSpec:
-    """Describe ``name`` (catalogue id, ``random-init:<id>``, ``baseline:mel``, folder or cached hub id).
-
-    Raises:
-        ModelLoadError: the folder is not a supported model, the random-init base is unknown,
-            or a hub id is neither in the catalogue nor in the Hugging Face cache.
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise ModelLoadError("model name is empty; pick a catalogue model, a local folder or 'baseline:mel'")
-    name = name.strip()
-    catalogue = _catalogue()
-    if name in catalogue:
-        return catalogue[name]
-    if is_random_init(name):
-        base = catalogue[random_init_base(name)]
-        return ModelSpec(
-            id=name,
-            family=base.family,
-            n_params=base.n_params,
-            sample_rate=base.sample_rate,
-            layers=base.layers,
-            description=f"Control: {base.label} architecture with random (seeded) weights, no training.",
-            label=f"{base.label} (random init)",
-        )
-    folder = local_folder(name)
-    if folder is not None:
-        return _spec_from_folder(folder, str(folder))
-    if _HUB_ID_RE.match(name) and not looks_like_path(name):
-        snapshot = cached_snapshot(name)
-        if snapshot is not None:
-            return _spec_from_folder(snapshot, name)
-        raise ModelLoadError(
-            f"{name!r} is not in the catalogue and not in the Hugging Face cache ({hub_cache_dir()}); "
-            "pick a catalogue model, or download it into the cache or a local folder first"
-        )
-    raise ModelLoadError(f"{name!r}: no such model folder; give a folder containing config.json, or a catalogue id")
-
-
-# ---------------------------------------------------------------------- HF cache and hub
-
-
-def _is_true(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set (read at call time)."""
-    return _is_true(os.environ.get("HF_HUB_OFFLINE")) or _is_true(os.environ.get("TRANSFORMERS_OFFLINE"))
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache folder, honouring HF_HUB_CACHE / HF_HOME (read at call time)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.path.expanduser(os.environ[var]))
-    if os.environ.get("HF_HOME"):
-        return Path(os.path.expanduser(os.environ["HF_HOME"])) / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "huggingface" / "hub"
-
-
-def _cached_file(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hub_cache_dir()), revision=revision)
-    except (ValueError, OSError) as error:  # malformed id or unreadable cache
-        logger.debug("cache lookup %s/%s failed: %s", repo_id, filename, error)
-        return None
-    return Path(found) if isinstance(found, str) else None
-
-
-def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
-    """The HF-cache snapshot folder of ``repo_id`` if it holds config.json and complete weights."""
-    config = _cached_file(repo_id, "config.json", revision)
-    if config is None:
-        return None
-    snapshot = config.parent
-    for weights in WEIGHT_FILES:
-        found = _cached_file(repo_id, weights, revision)
-        if found is None:
-            continue
-        if not weights.endswith(".index.json"):
-            return snapshot
-        try:
-            shards = set(json.loads(found.read_text(encoding="utf-8"))["weight_map"].values())
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if all(_cached_file(repo_id, shard, revision) is not None for shard in shards):
-            return snapshot
-    return None
-
-
-def cached_commit(repo_id: str, revision: str | None = None) -> str | None:
-    """Commit hash of the cached snapshot of ``repo_id`` (None if not fully cached)."""
-    snapshot = cached_snapshot(repo_id, revision)
-    return snapshot.name if snapshot is not None else None
-
-
-_REACH_TTL_S = 60.0
-_REACH_TIMEOUT_S = 2.0
-_reach_lock = threading.Lock()
-_reach_memo: tuple[float, str, bool] | None = None  # (checked at, endpoint, reachable)
-
-
-def _probe(url: str, result: list[bool]) -> None:
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "embedviz"})
-    try:
-        with urllib.request.urlopen(request, timeout=_REACH_TIMEOUT_S):
-            result.append(True)
-    except urllib.error.HTTPError:
-        result.append(True)  # the server answered, even if with an error status
-    except (urllib.error.URLError, OSError, ValueError):
-        result.append(False)
-
-
-def hub_reachable() -> bool:
-    """Whether the Hugging Face hub answers within ~2 s (memoised for 60 s; False when offline mode is set).
-
-    The probe runs on a daemon thread and is abandoned after the timeout, so a slow DNS
-    lookup cannot hang the caller.
-    """
-    global _reach_memo
-    if hub_offline():
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    with _reach_lock:
-        now = time.monotonic()
-        if _reach_memo is not None and _reach_memo[1] == endpoint and now - _reach_memo[0] < _REACH_TTL_S:
-            return _reach_memo[2]
-        result: list[bool] = []
-        thread = threading.Thread(target=_probe, args=(endpoint + "/api/whoami-v2", result), daemon=True)
-        thread.start()
-        thread.join(_REACH_TIMEOUT_S + 0.5)
-        reachable = bool(result and result[0])
-        _reach_memo = (time.monotonic(), endpoint, reachable)
-        return reachable
-
-
-def availability(name: str, *, check_hub: bool = True) -> Availability:
-    """Whether ``name`` can run now, without loading it. Never blocks for more than ~2.5 s.
-
-    ``check_hub=False`` skips the network probe: uncached hub models report ``download``
-    (or ``offline`` when HF_HUB_OFFLINE is set).
-
-    Raises:
-        ModelLoadError: ``name`` is a path that does not exist, a bad random-init name,
-            or a folder that is not a supported model.
-    """
-    name = (name or "").strip()
-    if name == BASELINE_ID:
-        return Availability("builtin", "computed from the audio; no weights")
-    if is_random_init(name):
-        random_init_base(name)
-        return Availability("builtin", "random weights built from the embedded config; no download")
-    folder = local_folder(name)
-    if folder is not None:
-        folder_family(folder)
-        return Availability("local", f"local folder {folder}")
-    if looks_like_path(name) or not _HUB_ID_RE.match(name):
-        raise ModelLoadError(f"{name!r}: no such model folder, and not a hub id like 'org/name'")
-    commit = cached_commit(name)
-    if commit is not None:
-        return Availability("cached", f"in the Hugging Face cache {hub_cache_dir()} (commit {commit[:10]})")
-    if hub_offline():
-        return Availability(
-            "offline",
-            "not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it on a machine with "
-            "network access (or point HF_HUB_CACHE at a cache that has it, or use a local folder)",
-        )
-    if not check_hub:
-        return Availability("download", "not cached; will be downloaded from the Hugging Face hub")
-    if hub_reachable():
-        return Availability("download", "not cached; will be downloaded from the Hugging Face hub")
-    return Availability(
-        "offline",
-        "not in the Hugging Face cache and the hub cannot be reached; connect to the network, or "
-        "copy the model into the cache or a local folder",
-    )
-
-
-# ---------------------------------------------------------------------- identity
-
-
-_hash_lock = threading.Lock()
-_file_hashes: dict[tuple[str, int, int], str] = {}
-
-
-def _file_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    with _hash_lock:
-        cached = _file_hashes.get(key)
-    if cached is not None:
-        return cached
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    with _hash_lock:
-        _file_hashes[key] = value
-    return value
-
-
-def _identity_files(folder: Path) -> list[Path]:
-    names = {"config.json", "preprocessor_config.json"}
-    files = [p for p in folder.iterdir() if p.is_file() and (
-        p.name in names or p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json"))]
-    return sorted(files, key=lambda p: p.name)
-
-
-def folder_identity(folder: Path) -> str:
-    """``local:<sha256>`` over config.json, preprocessor_config.json and the weight files.
-
-    Each file's hash is memoised by (path, size, mtime), so repeated calls do not re-read
-    multi-GB weights unless they change.
-    """
-    digest = hashlib.sha256()
-    for path in _identity_files(folder):
-        digest.update(f"{path.name}\0{_file_sha256(path)}\n".encode())
-    return "local:" + digest.hexdigest()
-
-
-def model_identity(name: str, *, seed: int = 0) -> str:
-    """A cheap, stable identity of the weights ``name`` would load (nothing is loaded).
-
-    ``<id>@<commit>`` for cached hub models (``<id>@main`` when not cached yet),
-    ``local:<sha256>`` for folders, ``random-init:<id>:seed<seed>:v1``, ``baseline:mel:v1``.
-    """
-    name = (name or "").strip()
-    if name == BASELINE_ID:
-        return BASELINE_IDENTITY
-    if is_random_init(name):
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-        return f"{RANDOM_INIT_PREFIX}{random_init_base(name)}:seed{seed}:{RANDOM_INIT_VERSION}"
-    folder = local_folder(name)
-    if folder is not None:
-        folder_family(folder)
-        return folder_identity(folder)
-    if looks_like_path(name) or not _HUB_ID_RE.match(name):
-        raise ModelLoadError(f"{name!r}: no such model folder, and not a hub id like 'org/name'")
-    commit = cached_commit(name)
-    return f"{name}@{commit or 'main'}"
-
-
-# ---------------------------------------------------------------------- local folders
-
-
 def _is_model_folder(path: Path) -> bool:
     config = path / "config.json"
     if not config.is_file():
@@ -798,7 +609,7 @@ def _is_model_folder(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, ValueError):
         logger.debug("skipping %s: unreadable config.json", path)
         return False
-    return isinstance(data, dict) and str(data.get("model_type")) in MODEL_TYPE_FAMILY
+    return isinstance(data, dict) and registry.family_for_model_type(data.get("model_type")) is not None
 
 
 def list_local_models(roots: Sequence[Path | str]) -> list[Path]:

@@ -186,6 +186,124 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TqdmBytes:
+    """A tqdm bar in bytes (MB, rate, ETA) for the fetcher's ``downloading``/``extracting`` stages."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.stage = ""
+
+    def __call__(self, event: ProgressEvent) -> bool:
+        from tqdm import tqdm
+
+        if self.bar is None or event.stage != self.stage or (event.total and self.bar.total != event.total):
+            self.close()
+            self.stage = event.stage
+            self.bar = tqdm(total=event.total or None, initial=event.done, desc=event.stage, unit="B",
+                            unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = event.done
+        self.bar.refresh()
+        return False
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_fetch_speech_commands(args: argparse.Namespace) -> int:
+    from embedviz.fetch import fetch_speech_commands
+
+    progress = _TqdmBytes()
+    try:
+        result = fetch_speech_commands(
+            args.dest, version=args.version, url=args.url, words=_words_arg(args.words) or None,
+            background_noise=args.with_background_noise, split_lists=args.split_lists,
+            keep_archive=args.keep_archive, progress=progress, retries=args.retries,
+        )
+    finally:
+        progress.close()
+    if result.restarted:
+        print("note: the server ignored the resume request, so the download started over")
+    elif result.resumed:
+        print("resumed a partial download")
+    for name, why in result.refused:
+        print(f"  refused archive member {name!r}: {why}")
+    if result.missing_words:
+        print(f"warning: not in the archive: {', '.join(result.missing_words)}")
+    width = max([4, *(len(w) for w in result.counts)])
+    print(f"{'word'.ljust(width)}  clips")
+    for word, n in result.counts.items():
+        print(f"{word.ljust(width)}  {n:>5}")
+    print(f"{len(result.counts)} words, {result.clips} clips in {result.dest} "
+          f"({result.extracted} files written, {len(result.refused)} members refused); "
+          "it is now an allowed dataset root: python -m embedviz words --dataset " + result.dest)
+    return 0 if result.clips else 1
+
+
+def _add_fetch_parser(sub: argparse._SubParsersAction) -> None:
+    from embedviz.fetch import ARCHIVE_URLS
+
+    p = sub.add_parser("fetch-speech-commands", help="download and unpack Speech Commands (resumable)")
+    p.add_argument("--dest", required=True, help="folder to unpack into (becomes an allowed dataset root)")
+    p.add_argument("--version", choices=list(ARCHIVE_URLS), default="v0.02")
+    p.add_argument("--url", help="archive address (http/https; default: the official archive of --version)")
+    p.add_argument("--words", help="comma-separated words to unpack (default: all)")
+    p.add_argument("--with-background-noise", action="store_true", help="also unpack _background_noise_")
+    p.add_argument("--with-split-lists", dest="split_lists", action="store_true", default=True,
+                   help="unpack validation_list.txt and testing_list.txt (default)")
+    p.add_argument("--no-split-lists", dest="split_lists", action="store_false")
+    p.add_argument("--keep-archive", action="store_true", help="keep the downloaded .tar.gz in DEST/.download")
+    p.add_argument("--retries", type=_non_negative_int, default=5,
+                   help="retries in a row after a dropped connection (each resumes)")
+    p.set_defaults(func=cmd_fetch_speech_commands)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+def cmd_nearest(args: argparse.Namespace) -> int:
+    """Embed one clip, list its k nearest stored clips and their vote (see embedviz.placement)."""
+    import json
+
+    from embedviz.catalogue import model_spec
+    from embedviz.models import load_extractor
+    from embedviz.pipeline import stored_layers
+    from embedviz.placement import default_layer, load_clip, nearest_stored
+
+    settings = _settings(args, args.model)
+    layer = args.layer or default_layer(model_spec(args.model).layers)
+    stored = stored_layers(_store(args), settings, [layer], args.pooling)[layer]
+    X, clips = stored.X, stored.clips
+    if args.dataset:
+        from embedviz.datasets import open_dataset
+
+        root = str(Path(open_dataset(args.dataset).root).resolve())
+        keep = [str(Path(p).resolve()).startswith(root + "/") for p in clips["path"]]
+        X, clips = X[keep], clips[keep].reset_index(drop=True)
+    extractor = load_extractor(args.model, device=args.device, whisper_mode=args.whisper_mode, seed=args.model_seed)
+    try:
+        from embedviz.placement import embed_clip
+
+        wave = load_clip(args.clip, extractor.sample_rate, name=args.clip)
+        vector = embed_clip(extractor, wave, args.pooling, [layer])[layer]
+    finally:
+        extractor.close()
+    placement = nearest_stored(X, clips, vector, args.k, layer=layer)
+    if args.json:
+        print(json.dumps(placement.to_json()))
+        return 0
+    print(f"{args.clip} with {args.model}, layer {layer}, pooling {args.pooling}, {len(clips)} stored clips")
+    print(placement.neighbours[["word", "speaker", "path", "similarity"]].round({"similarity": 4}).to_string(index=False))
+    print(f"vote: {placement.vote.predicted} ({placement.vote.share:.0%} of {placement.vote.k})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m embedviz", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -213,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=24, help="clips per word")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="clips per forward pass (default: the family's measured size, see docs/PERFORMANCE.md)")
     model_options(p, many=True)
     _ray_options(p)
     p.set_defaults(func=cmd_extract)
@@ -235,6 +354,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="FILE.csv")
     p.add_argument("--figures", help="folder for standalone HTML figures")
     p.set_defaults(func=cmd_analyse)
+
+    _add_fetch_parser(sub)
+    p = sub.add_parser("nearest", help="embed your own clip and list its nearest stored clips with the k-NN vote")
+    model_options(p)
+    p.add_argument("--clip", required=True, help="audio file (wav, flac, ogg, mp3)")
+    p.add_argument("--dataset", help="only stored clips under this dataset root (default: every stored clip)")
+    p.add_argument("--layer", help="layer to compare in (default: the model's last layer; the catalogue "
+                                   "records no best layer per model)")
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--k", type=int, default=5, help="neighbours that vote")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--json", action="store_true",
+                   help='print {"predicted", "share", "neighbours": [{"path", "word", "speaker", "similarity"}]}')
+    p.set_defaults(func=cmd_nearest)
     return parser
 
 

@@ -38,9 +38,15 @@ class ExtractionError(EmbedvizError):
     """A forward pass failed (out of memory, wrong input, ...).
 
     ``out_of_memory`` is True when the device ran out of memory: a smaller batch may work.
+    It is the one signal for out-of-memory: callers test it, never the message text.
     """
 
-    out_of_memory: bool = False
+    def __init__(self, message: str, *, out_of_memory: bool = False) -> None:
+        super().__init__(message)
+        self.out_of_memory = out_of_memory
+
+    def __reduce__(self):  # keep the flag across pickling (worker processes, ray)
+        return (_extraction_error, (str(self), self.out_of_memory))
 
 
 class StoreError(EmbedvizError):
@@ -49,3 +55,7 @@ class StoreError(EmbedvizError):
 
 class Cancelled(EmbedvizError):
     """Long work was stopped because the progress callback asked to stop."""
+
+
+def _extraction_error(message: str, out_of_memory: bool) -> ExtractionError:
+    return ExtractionError(message, out_of_memory=out_of_memory)

@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from embedviz.audio import load_audio
-from embedviz.errors import AudioLoadError, Cancelled, ExtractionError
+from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
 from embedviz.pooling import pool_frames
 from embedviz.progress import ProgressCallback, ProgressReporter
 from embedviz.settings import ExtractionSettings
 from embedviz.store import EmbeddingStore, LayerMatrix, StoreEntry
 
 if TYPE_CHECKING:
-    from embedviz.extractors.base import Extractor
+    from embedviz.extractors.base import Extractor, FrameFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -126,19 +126,134 @@ def missing_clips(manifest: pd.DataFrame, settings: ExtractionSettings, store: E
     return m[~m["clip_key"].isin(stored)].drop(columns=["clip_key"]).reset_index(drop=True)
 
 
+#: Clips per forward pass for each family when the caller gives none (``--batch-size``
+#: overrides). Measured on the 2-core CPU of the dev machine (issue 8 and
+#: ``bench/bench_extraction.py``): the SSL transformers' forward pass is ~1.7x faster per
+#: clip at batch 64 than at 1 and most of that is reached by 16; Whisper pads every clip
+#: to a 30 s window in padded mode, so larger batches only add memory; DAC's convolutional
+#: encoder got *slower* with batching on CPU (large intermediate tensors, page faults), so 1;
+#: the log-mel baseline is cheap numpy, batches only amortise Python overhead.
+PREFERRED_BATCH_SIZE: dict[str, int] = {
+    "wav2vec2": 16,
+    "hubert": 16,
+    "wavlm": 16,
+    "whisper": 8,
+    "dac": 1,
+    "baseline": 64,
+}
+DEFAULT_BATCH_SIZE = 8
+#: Families whose CPU inference measurably gains from glibc keeping freed memory instead of
+#: returning large blocks to the kernel (mmap/munmap page faults were 20-46 % of the time;
+#: DAC 16 kHz at batch 16: 3.1 -> 5.5 clips/s, issue 8).
+MALLOC_TUNED_FAMILIES = frozenset({"dac"})
+#: Batches decoded ahead of the model, and finished batches queued for the writer thread.
+PREFETCH_BATCHES = 2
+WRITE_QUEUE = 2
+
+_malloc_tuned = False
+
+
+def batch_size_for(family: str) -> int:
+    """The measured preferred batch size of a model family (see :data:`PREFERRED_BATCH_SIZE`)."""
+    return PREFERRED_BATCH_SIZE.get(family, DEFAULT_BATCH_SIZE)
+
+
+def tune_glibc_malloc() -> bool:
+    """Keep freed memory in the process (no mmap for large blocks, no trimming), on glibc only.
+
+    Same as ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>`` but set from inside the
+    process with ``mallopt``. Returns True if applied (now or before). Process-wide and
+    irreversible, so it is applied only for the families in :data:`MALLOC_TUNED_FAMILIES`.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
+        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
+    except (OSError, AttributeError):
+        return False
+    _malloc_tuned = bool(ok)
+    if ok:
+        logger.info("glibc malloc tuned: M_MMAP_MAX=0, M_TRIM_THRESHOLD=1 GiB")
+    return _malloc_tuned
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5, device: str = "cpu") -> float:
+    """This machine's measured fp32 matmul throughput in GFLOP/s (best of ``repeats``)."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first run warms up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        (a @ b).sum().item()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def autocast_cosine_distance(
+    extractor: "Extractor", waveforms: Sequence[np.ndarray], dtype: str = "bfloat16"
+) -> float:
+    """Largest cosine distance between fp32 and ``dtype``-autocast mean-pooled vectors.
+
+    Every layer of every clip is compared. Autocast (fp16/bf16) may be used on a device
+    only where this stays within :data:`AUTOCAST_MAX_COSINE_DISTANCE`.
+    """
+    import torch
+
+    kinds = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in kinds:
+        raise ConfigError(f"autocast dtype must be bfloat16 or float16, got {dtype!r}")
+    device_type = "cuda" if str(extractor.device).startswith("cuda") else "cpu"
+    ref = extractor.extract(list(waveforms))
+    with torch.autocast(device_type=device_type, dtype=kinds[dtype]):
+        low = extractor.extract(list(waveforms))
+    worst = 0.0
+    for layer in extractor.layer_names:
+        for i in range(len(waveforms)):
+            a = ref.valid(layer, i).astype(np.float64).mean(axis=0)
+            b = low.valid(layer, i).astype(np.float64).mean(axis=0)
+            denom = np.linalg.norm(a) * np.linalg.norm(b)
+            cos = float(a @ b / denom) if denom > 0 else 1.0
+            worst = max(worst, 1.0 - cos)
+    return worst
+
+
+#: The most cosine distance from fp32 that autocast may cost a pooled vector.
+AUTOCAST_MAX_COSINE_DISTANCE = 1e-2
+
+
+def autocast_allowed(extractor: "Extractor", waveforms: Sequence[np.ndarray], dtype: str = "bfloat16") -> bool:
+    """True if ``dtype`` autocast keeps every pooled vector within the allowed cosine distance."""
+    return autocast_cosine_distance(extractor, waveforms, dtype) <= AUTOCAST_MAX_COSINE_DISTANCE
+
+
 def _batches(todo: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
     # Similar lengths together: less padding, and equal-length groups for models that need them.
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     ordered = todo.assign(_d=todo["duration"].fillna(0.0)).sort_values(["_d", "clip_id"], kind="stable")
     ordered = ordered.drop(columns=["_d"])
     return [ordered.iloc[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def _rows_for(
+def _pooled_rows(
     extractor: "Extractor",
+    features: "FrameFeatures",
     batch: Sequence[tuple[pd.Series, np.ndarray]],
 ) -> list[dict]:
-    """Run one forward pass and pool every layer of every clip into store rows."""
-    features = extractor.extract([wave for _, wave in batch])
+    """Pool every layer of every clip of one forward pass into store rows (the one row builder)."""
     rows: list[dict] = []
     for i, (clip, wave) in enumerate(batch):
         for layer in extractor.layer_names:
@@ -162,6 +277,72 @@ def _rows_for(
     return rows
 
 
+def _rows_for(
+    extractor: "Extractor",
+    batch: Sequence[tuple[pd.Series, np.ndarray]],
+) -> list[dict]:
+    """Run one forward pass and pool every layer of every clip into store rows."""
+    return _pooled_rows(extractor, extractor.extract([wave for _, wave in batch]), batch)
+
+
+def _load_batch(
+    batch_df: pd.DataFrame, sample_rate: int, max_seconds: float
+) -> tuple[list[tuple[pd.Series, np.ndarray]], list[SkippedClip]]:
+    """Decode and resample one batch (runs on a prefetch worker; soundfile/soxr release the GIL)."""
+    loaded: list[tuple[pd.Series, np.ndarray]] = []
+    skipped: list[SkippedClip] = []
+    for _, clip in batch_df.iterrows():
+        try:
+            loaded.append((clip, load_audio(clip["path"], sample_rate, max_seconds=max_seconds)))
+        except AudioLoadError as exc:
+            skipped.append(SkippedClip(clip["clip_id"], str(clip["path"]), exc.reason))
+    return loaded, skipped
+
+
+class _Writer:
+    """Pools and writes finished forward passes on a background thread (bounded queue).
+
+    The forward pass of the next batch overlaps the pooling and Parquet write of the last
+    one. Each batch is still one atomic part file; an error in the writer is raised again
+    in the caller at the next :meth:`put` or at :meth:`close`.
+    """
+
+    def __init__(self, entry: StoreEntry, extractor: "Extractor", maxsize: int = WRITE_QUEUE) -> None:
+        import queue
+
+        self._entry = entry
+        self._extractor = extractor
+        self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=maxsize)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="embedviz-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain: the caller sees the error
+            features, batch = item
+            try:
+                self._entry.write_batch(_pooled_rows(self._extractor, features, batch))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, features: "FrameFeatures", batch: Sequence[tuple[pd.Series, np.ndarray]]) -> None:
+        self._raise()
+        self._queue.put((features, batch))
+
+    def close(self) -> None:
+        """Wait until every queued batch is written; raise the writer's error if any."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
 def open_entry(
     store: EmbeddingStore,
     settings: ExtractionSettings,
@@ -197,14 +378,16 @@ def embed_batch(
     their reason; ``report.computed`` and ``report.forward_passes`` count the rest. The
     one row-building path of every engine (local and Ray).
     """
-    loaded: list[tuple[pd.Series, np.ndarray]] = []
-    for _, clip in batch.iterrows():
-        try:
-            wave = load_audio(clip["path"], extractor.sample_rate, max_seconds=settings.max_seconds)
-            loaded.append((clip, wave))
-        except AudioLoadError as exc:
-            report.skipped.append(SkippedClip(clip["clip_id"], str(clip["path"]), exc.reason))
-    return _run_batch(extractor, loaded, report)
+    loaded, skipped = _load_batch(batch, extractor.sample_rate, settings.max_seconds)
+    report.skipped.extend(skipped)
+    rows: list[dict] = []
+
+    class _Collect:  # the same splitting forward as the local engine, collected synchronously
+        def put(self, features: "FrameFeatures", done: Sequence[tuple[pd.Series, np.ndarray]]) -> None:
+            rows.extend(_pooled_rows(extractor, features, done))
+
+    _run_batch(extractor, loaded, report, _Collect())  # type: ignore[arg-type]
+    return rows
 
 
 def extract(
@@ -213,7 +396,7 @@ def extract(
     *,
     store: EmbeddingStore,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     extractor: "Extractor | None" = None,
 ) -> ExtractionReport:
@@ -223,9 +406,18 @@ def extract(
     skipped with their reason; the rest goes on. Each finished batch is written at once,
     so a cancelled or crashed run keeps its work and the next run resumes. When nothing
     is missing the model is not even loaded.
+
+    The model is kept busy: audio of the next batches is decoded by background workers
+    while a batch runs, and pooling plus the Parquet write of a finished batch run on a
+    writer thread. ``batch_size`` defaults to the family's measured
+    :data:`PREFERRED_BATCH_SIZE`.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     t0 = time.perf_counter()
     report = ExtractionReport(model=settings.model)
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     key, options, entry = _entry_for(settings, store)
     m = _with_keys(manifest)
     stored = entry.stored_keys()
@@ -237,9 +429,14 @@ def extract(
         return report
 
     owns_extractor = extractor is None
+    writer: _Writer | None = None
+    pool: ThreadPoolExecutor | None = None
     try:
         reporter = ProgressReporter(progress, total=len(todo), stage="loading model")
         reporter.report(f"loading {settings.model}")
+        family = _family(settings.model)
+        if family in MALLOC_TUNED_FAMILIES and device in ("auto", "cpu"):
+            tune_glibc_malloc()
         if extractor is None:
             from embedviz.models import load_extractor
 
@@ -258,38 +455,59 @@ def extract(
         report.entry = entry.id
         reporter = ProgressReporter(progress, total=len(todo), stage="extracting")
         reporter.report()
-        for batch_df in _batches(todo, batch_size):
-            entry.write_batch(embed_batch(extractor, batch_df, settings, report))
+        size = batch_size if batch_size is not None else batch_size_for(extractor.info.family)
+        batches = _batches(todo, size)
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embedviz-audio")
+        rate, max_s = extractor.sample_rate, settings.max_seconds
+        pending = [pool.submit(_load_batch, b, rate, max_s) for b in batches[:PREFETCH_BATCHES]]
+        writer = _Writer(entry, extractor)
+        for i, batch_df in enumerate(batches):
+            loaded, skipped = pending.pop(0).result()
+            if i + PREFETCH_BATCHES < len(batches):  # bounded: at most PREFETCH_BATCHES decoded ahead
+                pending.append(pool.submit(_load_batch, batches[i + PREFETCH_BATCHES], rate, max_s))
+            report.skipped.extend(skipped)
+            _run_batch(extractor, loaded, report, writer)
             reporter.advance(len(batch_df), f"{report.computed} computed, {len(report.skipped)} skipped")
     except Cancelled:
         report.cancelled = True
         logger.info("extraction of %s cancelled; finished batches are kept", settings.model)
     finally:
-        if owns_extractor and extractor is not None:
-            extractor.close()
-        report.seconds = time.perf_counter() - t0
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            if writer is not None:
+                writer.close()  # every forward pass already run is written
+        finally:
+            if owns_extractor and extractor is not None:
+                extractor.close()
+            report.seconds = time.perf_counter() - t0
     return report
 
 
 def _run_batch(
-    extractor: "Extractor", loaded: list[tuple[pd.Series, np.ndarray]], report: ExtractionReport
-) -> list[dict]:
-    """Forward one batch; on failure split it, so one bad clip or OOM skips only itself."""
+    extractor: "Extractor",
+    loaded: list[tuple[pd.Series, np.ndarray]],
+    report: ExtractionReport,
+    writer: _Writer,
+) -> None:
+    """Forward one batch and queue it for writing; on failure split it, so one bad clip or OOM skips only itself."""
     if not loaded:
-        return []
+        return
     try:
-        rows = _rows_for(extractor, loaded)
-        report.forward_passes += 1
-        report.computed += len(loaded)
-        return rows
+        features = extractor.extract([wave for _, wave in loaded])
     except ExtractionError as exc:
         if len(loaded) == 1:
             clip = loaded[0][0]
             report.skipped.append(SkippedClip(clip["clip_id"], str(clip["path"]), str(exc)))
-            return []
+            return
         logger.warning("batch of %d failed (%s); retrying in halves", len(loaded), exc)
         half = len(loaded) // 2
-        return _run_batch(extractor, loaded[:half], report) + _run_batch(extractor, loaded[half:], report)
+        _run_batch(extractor, loaded[:half], report, writer)
+        _run_batch(extractor, loaded[half:], report, writer)
+        return
+    report.forward_passes += 1
+    report.computed += len(loaded)
+    writer.put(features, loaded)
 
 
 def load_layers(

@@ -6,14 +6,13 @@ numbers, so it doubles as a cache key; the app's URL state is built on the same 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from embedviz.errors import ConfigError
+from embedviz.hashing import stable_hash  # noqa: F401  (re-exported: store and viewstate import it here)
 
 WHISPER_MODES = ("padded", "crop")
 WHISPER_MODE_LABELS = {"padded": "padded to 30 s (exact)", "crop": "cropped (fast, approximate)"}
@@ -21,10 +20,6 @@ WHISPER_MODE_LABELS = {"padded": "padded to 30 s (exact)", "crop": "cropped (fas
 DEFAULT_MAX_SECONDS = 30.0
 
 
-def stable_hash(payload: Any, length: int = 16) -> str:
-    """Short hex digest of a JSON-serialisable payload, independent of dict order."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
 @dataclass(frozen=True)
@@ -57,10 +52,16 @@ class ExtractionSettings:
             raise ConfigError(f"max_seconds must be between 0.1 and 600, got {self.max_seconds!r}")
 
     def numeric_options(self, family: str) -> dict[str, Any]:
-        """The options that change this model's numbers (part of the store key)."""
+        """The options that change this model's numbers (part of the store key).
+
+        ``max_seconds`` for every family, plus the fields the family declares in its
+        :class:`~embedviz.extractors.registry.FamilySpec` ``numeric_options``.
+        """
+        from embedviz.extractors.registry import family as family_spec
+
         options: dict[str, Any] = {"max_seconds": float(self.max_seconds)}
-        if family == "whisper":
-            options["whisper_mode"] = self.whisper_mode
+        for name in family_spec(family).numeric_options:
+            options[name] = getattr(self, name)
         return options
 
     def key(self) -> str:
@@ -90,9 +91,13 @@ def default_cache_dir() -> Path:
 def data_roots() -> list[Path]:
     """Folders under which the app may open datasets (``$EMBEDVIZ_DATA_ROOTS``).
 
-    The bundled demo dataset is always allowed in addition to these.
+    The bundled demo dataset is always allowed in addition to these, and so are the
+    folders ``python -m embedviz fetch-speech-commands`` fetched (:mod:`embedviz.fetch`).
     """
-    return _paths_from_env("EMBEDVIZ_DATA_ROOTS")
+    from embedviz.fetch import fetched_roots
+
+    roots = _paths_from_env("EMBEDVIZ_DATA_ROOTS")
+    return roots + [r for r in fetched_roots() if r not in roots]
 
 
 def model_roots() -> list[Path]:

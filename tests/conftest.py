@@ -21,6 +21,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="embedviz-test-hf-cache-")
 atexit.register(shutil.rmtree, os.environ["HF_HUB_CACHE"], ignore_errors=True)
+# Nothing a test does may land in the developer's own config or cache folders.
+_private = tempfile.mkdtemp(prefix="embedviz-test-home-")
+atexit.register(shutil.rmtree, _private, ignore_errors=True)
+os.environ["EMBEDVIZ_FETCHED_ROOTS_FILE"] = os.path.join(_private, "fetched_roots.json")
+os.environ["EMBEDVIZ_MANIFEST_CACHE"] = os.path.join(_private, "manifests")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `tests` has no __init__.py; make `tests.tiny_models` importable

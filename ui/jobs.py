@@ -37,10 +37,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Clips per forward pass. Cancel takes effect between batches; 8 one-second clips take
-#: ~1-3 s through wav2vec2-base on 2 CPU cores, and batches of 4 were measured up to 2x
-#: slower overall (48 clips: 29.8 s at 4 vs 17.5 s at 8), so 8 it is.
-BATCH_SIZE = 8
+#: Clips per forward pass: None = the family's measured size
+#: (``embedviz.pipeline.PREFERRED_BATCH_SIZE``, the one table). Cancel takes effect between batches.
+BATCH_SIZE: int | None = None
 
 
 _locks_guard = threading.Lock()
@@ -98,7 +97,7 @@ class ExtractionJob:
     tasks: list[Task]
     store: EmbeddingStore
     load: Callable[[ExtractionSettings], Extractor]
-    batch_size: int = BATCH_SIZE
+    batch_size: int | None = BATCH_SIZE
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
@@ -189,7 +188,9 @@ class ExtractionJob:
                     with self._lock:
                         self._reports.append(report)
                 except EmbedvizError as error:
-                    self._fail(task, str(error))
+                    # ExtractionError.out_of_memory is the one OOM signal (set by extractors.base.forward_errors).
+                    oom = getattr(error, "out_of_memory", False)
+                    self._fail(task, f"out of memory: {error}" if oom else str(error))
                 except MemoryError:
                     self._fail(task, "out of memory: choose fewer clips or a smaller model, or set a GPU free")
                 except RuntimeError as error:

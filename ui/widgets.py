@@ -253,7 +253,8 @@ def mark_clips(fig, coords, clip_ids, marked: dict[str, str]) -> None:
         points = [[float(v) for v in coords[i]] for i in rows]
         size = 18 if colour == SELECTED_COLOUR else 14
         marker = {"symbol": "circle-open", "size": size, "color": colour, "line": {"width": 2.5}}
-        common = {"mode": "markers", "marker": marker, "showlegend": False, "hoverinfo": "skip", "name": "marked"}
+        name = RING_NAMES.get(colour, "marked")  # the browser tests find the clicked clip's ring by name
+        common = {"mode": "markers", "marker": marker, "showlegend": False, "hoverinfo": "skip", "name": name}
         if points and len(points[0]) == 3:
             fig.add_trace(go.Scatter3d(x=[p[0] for p in points], y=[p[1] for p in points], z=[p[2] for p in points], **common))
         elif points:
@@ -262,6 +263,7 @@ def mark_clips(fig, coords, clip_ids, marked: dict[str, str]) -> None:
 
 #: Ring colours: the clicked clip, its nearest neighbours, a box/lasso selection, search hits.
 SELECTED_COLOUR, NEIGHBOUR_COLOUR, BRUSH_COLOUR, FOUND_COLOUR = "#111111", "#f97316", "#2563eb", "#db2777"
+RING_NAMES = {SELECTED_COLOUR: "selected", NEIGHBOUR_COLOUR: "neighbours", BRUSH_COLOUR: "brushed", FOUND_COLOUR: "found"}
 
 
 def choice(view: ViewSettings, name: str, key: str, *, options: Sequence | None = None, value=None, **kwargs):

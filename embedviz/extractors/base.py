@@ -97,17 +97,15 @@ def forward_errors(name: str, device: str) -> Iterator[None]:
         raise
     except torch.cuda.OutOfMemoryError as error:
         free_device_memory(device)
-        oom = ExtractionError(
-            f"{name}: out of GPU memory on {device}; lower the batch size (or use a smaller model or the CPU)"
-        )
-        oom.out_of_memory = True
-        raise oom from error
+        raise ExtractionError(
+            f"{name}: out of GPU memory on {device}; lower the batch size (or use a smaller model or the CPU)",
+            out_of_memory=True,
+        ) from error
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         if "out of memory" in str(error).lower():  # MPS and some CUDA paths raise a plain RuntimeError
             free_device_memory(device)
-            oom = ExtractionError(f"{name}: out of memory on {device}; lower the batch size: {error}")
-            oom.out_of_memory = True
-            raise oom from error
+            raise ExtractionError(f"{name}: out of memory on {device}; lower the batch size: {error}",
+                                  out_of_memory=True) from error
         raise ExtractionError(f"{name}: forward pass failed on {device}: {error}") from error
 
 

@@ -18,7 +18,7 @@ Every clip is processed on its own, so batching cannot change the numbers.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -176,3 +176,27 @@ class MelBaselineExtractor(Extractor):
         d2 = deltas(d1)
         mfcc = np.concatenate([cepstra, d1, d2], axis=1)
         return logmel.astype(np.float32), mfcc.astype(np.float32)
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def _construct(model: Any, *, info: ModelInfo | None, device: str, preprocessor: Mapping[str, Any],
+               options: Mapping[str, Any]) -> MelBaselineExtractor:
+    # numpy only: no torch import, and the device does not matter.
+    return MelBaselineExtractor(info=info or default_info(), device="cpu")
+
+
+def _register() -> None:
+    from embedviz.extractors.registry import FamilySpec, register
+
+    register(FamilySpec(
+        name="baseline",
+        layer_names=layer_names_for_config,
+        layer_widths=lambda config=None: {"logmel": N_MELS, "mfcc": 3 * N_MFCC},
+        construct=_construct,
+        preferred_batch_size=32,  # placeholder; perf measures it
+    ))
+
+
+_register()

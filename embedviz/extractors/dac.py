@@ -5,7 +5,8 @@ Layers, in order (``K = len(config.downsampling_ratios)``, ``N = config.n_codebo
 * ``block1`` .. ``blockK``: the output of each encoder block. Block ``k`` is
   ``encoder_hidden_size * 2**k`` wide and runs at ``sample_rate / (ratio_1 * ... * ratio_k)``
   frames/s (each block downsamples by its ratio).
-* ``z``: the continuous encoder output (after the final Snake + conv), ``hidden_size`` wide.
+* ``z``: the continuous encoder output (after the final Snake + conv), ``config.hidden_size`` wide
+  (usually ``encoder_hidden_size * 2**K``, but a config may set another value).
 * ``quantized``: the residual vector quantizer's ``quantized_representation`` of ``z`` (the sum of
   every codebook's contribution projected back to ``hidden_size``), what the decoder consumes.
 * ``latents``: the projected latents, every codebook's low-dimensional input concatenated
@@ -61,7 +62,11 @@ def layer_widths_for_config(config: DacConfig) -> dict[str, int]:
     widths = {
         f"block{k}": int(config.encoder_hidden_size) * 2**k for k in range(1, len(config.downsampling_ratios) + 1)
     }
-    hidden_size = int(config.encoder_hidden_size) * 2 ** len(config.downsampling_ratios)
+    # hidden_size is a field of its own in config.json: transformers' DacConfig derives a default
+    # (encoder_hidden_size * 2**K) but a checkpoint may set another, and the encoder's last conv and
+    # the quantizer's projections follow the field, not the formula.
+    hidden_size = int(getattr(config, "hidden_size", None)
+                      or int(config.encoder_hidden_size) * 2 ** len(config.downsampling_ratios))
     widths["z"] = hidden_size
     widths["quantized"] = hidden_size
     widths["latents"] = int(config.n_codebooks) * int(config.codebook_dim)
@@ -237,3 +242,38 @@ class DacExtractor(Extractor):
 
 
 
+# ---------------------------------------------------------------------- registration
+
+
+def default_preprocessor(config: Any) -> dict[str, Any]:
+    """``DacFeatureExtractor`` defaults (the model's rate and hop) for a checkpoint without one."""
+    from transformers import DacFeatureExtractor
+
+    hop = math.prod(int(r) for r in config.downsampling_ratios)
+    return DacFeatureExtractor(sampling_rate=int(config.sampling_rate), hop_length=hop).to_dict()
+
+
+def _construct(model: Any, *, info: ModelInfo, device: str, preprocessor: Mapping[str, Any],
+               options: Mapping[str, Any]) -> DacExtractor:
+    return DacExtractor(model, info=info, device=device, preprocessor=preprocessor)
+
+
+def _register() -> None:
+    from embedviz.extractors.registry import FamilySpec, register
+
+    register(FamilySpec(
+        name="dac",
+        model_types=("dac",),
+        model_class="DacModel",
+        config_class="DacConfig",
+        layer_names=layer_names_for_config,
+        layer_widths=layer_widths_for_config,
+        construct=_construct,
+        default_preprocessor=default_preprocessor,
+        numeric_options=(),
+        preferred_batch_size=8,  # placeholder; perf measures it
+        config_defaults={"downsampling_ratios": [2, 4, 8, 8], "n_codebooks": 9, "sampling_rate": 16000},
+    ))
+
+
+_register()

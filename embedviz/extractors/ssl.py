@@ -267,9 +267,7 @@ class SSLExtractor(Extractor):
 
 
 def _error(message: str) -> ExtractionError:
-    error = ExtractionError(message)
-    error.out_of_memory = False  # type: ignore[attr-defined]
-    return error
+    return ExtractionError(message)
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -279,3 +277,47 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def default_preprocessor(config: Any) -> dict[str, Any]:
+    """``Wav2Vec2FeatureExtractor`` defaults for a checkpoint without preprocessor_config.json.
+
+    Layer-norm models (-lv60 style) take an attention mask; group-norm models do not.
+    """
+    from transformers import Wav2Vec2FeatureExtractor
+
+    return Wav2Vec2FeatureExtractor(
+        do_normalize=True, return_attention_mask=str(config.feat_extract_norm) == "layer"
+    ).to_dict()
+
+
+def _construct(model: Any, *, info: ModelInfo, device: str, preprocessor: Mapping[str, Any],
+               options: Mapping[str, Any]) -> SSLExtractor:
+    return SSLExtractor(model, info=info, device=device, preprocessor=preprocessor)
+
+
+def _register() -> None:
+    from embedviz.extractors.registry import FamilySpec, register
+
+    classes = {"wav2vec2": ("Wav2Vec2Model", "Wav2Vec2Config"), "hubert": ("HubertModel", "HubertConfig"),
+               "wavlm": ("WavLMModel", "WavLMConfig")}
+    for name in SSL_MODEL_TYPES:
+        model_class, config_class = classes[name]
+        register(FamilySpec(
+            name=name,
+            model_types=(name,),
+            model_class=model_class,
+            config_class=config_class,
+            layer_names=layer_names_for_config,
+            construct=_construct,
+            default_preprocessor=default_preprocessor,
+            numeric_options=(),
+            preferred_batch_size=8,  # placeholder; perf measures it
+            config_defaults={"num_hidden_layers": 12},
+        ))
+
+
+_register()

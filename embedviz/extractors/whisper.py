@@ -172,7 +172,8 @@ class WhisperExtractor(Extractor):
         valid = np.array(
             [min(self.max_frames, max(1, math.ceil(n / self.samples_per_frame))) for n in lengths], dtype=np.int64
         )
-        features = self._log_mel(waveforms)  # (B, n_mels, window_mel_frames)
+        # Padded mode needs the whole window; crop mode only the frames it feeds the encoder.
+        features = self._log_mel(waveforms, None if self.mode == "padded" else int(valid.max()) * self._stride)
 
         batch, t_max = len(waveforms), int(valid.max())
         out = {n: np.zeros((batch, t_max, self._width), dtype=np.float32) for n in names}
@@ -227,29 +228,39 @@ class WhisperExtractor(Extractor):
             lengths.append(int(wave.size))
         return lengths
 
-    def _log_mel(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        """Log-mel of every clip padded to the full window (crop mode slices it afterwards).
+    def _log_mel(self, waveforms: Sequence[np.ndarray], mel_frames: int | None = None) -> np.ndarray:
+        """Log-mel of every clip, ``(B, n_mels, mel_frames)`` (default: the full window).
 
-        Computing crop features on the padded window too keeps the frames at the clip's end
-        (whose STFT windows reach into the padding) and the per-clip log-mel normalisation
-        identical to padded mode, so the two modes differ only in the encoder's input length.
+        Crop mode asks only for the frames it feeds the encoder, but the log-mel is computed
+        on enough zero padding past the longest clip (two FFT windows) that every returned
+        frame, and the per-clip normalisation (its maximum), equal the full-window values:
+        the frames past that only ever see zeros, which floor at the minimum and never set
+        the maximum. So crop mode no longer pays for a 30 s STFT per 1 s clip.
         """
-        batch = self._feature_extractor(
+        fe = self._feature_extractor
+        if mel_frames is None or mel_frames >= self.window_mel_frames:
+            length, mel_frames = self.window_samples, self.window_mel_frames
+        else:
+            longest = max(int(np.asarray(w).size) for w in waveforms)
+            need = max(longest, mel_frames * int(fe.hop_length)) + 2 * int(fe.n_fft)
+            length = min(self.window_samples, -(-need // int(fe.hop_length)) * int(fe.hop_length))
+        batch = fe(
             [np.asarray(w, dtype=np.float32) for w in waveforms],
-            sampling_rate=self._feature_extractor.sampling_rate,
+            sampling_rate=fe.sampling_rate,
             padding="max_length",
-            max_length=self.window_samples,
+            max_length=length,
             truncation=True,
             return_tensors="np",
         )
         features = np.asarray(batch["input_features"], dtype=np.float32)
-        expected = (len(waveforms), int(self._feature_extractor.feature_size), self.window_mel_frames)
+        expected_frames = length // int(fe.hop_length)
+        expected = (len(waveforms), int(fe.feature_size), expected_frames)
         if features.shape != expected:
             raise ExtractionError(
                 f"{self.info.name}: log-mel features have shape {features.shape}, expected {expected}; "
                 "the preprocessor config does not match the model"
             )
-        return features
+        return features[:, :, :mel_frames]
 
     def _to_device(self, encoder: WhisperEncoder, features: np.ndarray) -> torch.Tensor:
         import torch
@@ -311,3 +322,79 @@ def _build_feature_extractor(
 
 
 
+
+
+def estimate_seconds_per_clip(
+    config: WhisperConfig, mode: WhisperMode, clip_seconds: float, gflops: float
+) -> float:
+    """Rough encoder time per clip in ``mode`` for clips of ``clip_seconds``, at ``gflops``.
+
+    Counts the encoder's multiply-adds (conv stem, attention projections and scores, MLP)
+    on the frames each mode runs: the whole 1500-frame window in padded mode, the clip's
+    own frames in crop mode. ``gflops`` is the device's measured matmul throughput
+    (:func:`embedviz.pipeline.matmul_gflops`). For the app to show both modes' ETAs.
+    """
+    if mode not in WHISPER_MODES:
+        raise ConfigError(f"whisper mode must be one of {', '.join(WHISPER_MODES)}; got {mode!r}")
+    if gflops <= 0 or clip_seconds <= 0:
+        raise ConfigError(f"gflops and clip_seconds must be positive, got {gflops} and {clip_seconds}")
+    window = int(config.max_source_positions)
+    frames = window if mode == "padded" else min(window, max(1, math.ceil(clip_seconds * 50)))
+    d, ff, mels = int(config.d_model), int(config.encoder_ffn_dim), int(config.num_mel_bins)
+    per_layer = frames * (4 * d * d + 2 * d * ff) + 2 * frames * frames * d
+    stem = 2 * frames * (mels * d * 3) + frames * (d * d * 3)
+    flops = 2.0 * (int(config.encoder_layers) * per_layer + stem)
+    return flops / (gflops * 1e9)
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def default_preprocessor(config: Any) -> dict[str, Any]:
+    """``WhisperFeatureExtractor`` defaults (with the model's mel bins) for a checkpoint without one."""
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(feature_size=int(config.num_mel_bins)).to_dict()
+
+
+def encoder_only(model: Any) -> Any:
+    """The encoder of a Whisper model (the decoder is freed with the caller's last reference)."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return model if isinstance(model, WhisperEncoder) else model.get_encoder()
+
+
+def _random_encoder(config: Any) -> Any:
+    # Only the encoder is ever used: building the decoder would double the time and memory.
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return WhisperEncoder(config)
+
+
+def _construct(model: Any, *, info: ModelInfo, device: str, preprocessor: Mapping[str, Any],
+               options: Mapping[str, Any]) -> WhisperExtractor:
+    return WhisperExtractor(model, info=info, device=device, preprocessor=preprocessor,
+                            mode=options.get("whisper_mode", "padded"))
+
+
+def _register() -> None:
+    from embedviz.extractors.registry import FamilySpec, register
+
+    register(FamilySpec(
+        name="whisper",
+        model_types=("whisper",),
+        model_class="WhisperModel",
+        config_class="WhisperConfig",
+        layer_names=layer_names_for_config,
+        layer_widths=lambda config: {n: int(config.d_model) for n in layer_names_for_config(config)},
+        construct=_construct,
+        default_preprocessor=default_preprocessor,
+        numeric_options=("whisper_mode",),
+        preferred_batch_size=8,  # placeholder; perf measures it
+        config_defaults={"encoder_layers": 4},
+        build_random=_random_encoder,
+        prepare_model=encoder_only,
+    ))
+
+
+_register()

@@ -212,8 +212,12 @@ def test_cancel_stops_after_the_batch_and_keeps_finished_work(env, monkeypatch) 
     from embedviz.models import load_extractor
     from ui import cached
 
+    from embedviz import pipeline
+
     slow = SlowExtractor(load_extractor("baseline:mel"), delay=0.8)
     monkeypatch.setattr(cached, "extractor", lambda *args, **kwargs: slow)
+    # Batches of 8 whatever the baseline's measured preferred batch size is.
+    monkeypatch.setitem(pipeline.PREFERRED_BATCH_SIZE, "baseline", 8)
     # 3 words x 8 clips = 24 clips = 3 batches of 8.
     at = new_app({"model": "baseline:mel", "words": "yes,no,up", "n": "8"})
     at.run()

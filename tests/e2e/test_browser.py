@@ -53,7 +53,9 @@ WATCH_WEBGL = """document.addEventListener('webglcontextlost',
     e => e.target && e.target.setAttribute && e.target.setAttribute('data-webgl-lost', '1'), true);"""
 
 GET_PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
-    const data = (gd._fullData || []).filter(t => t.name !== 'selected');
+    // Ring overlays (clicked clip, its neighbours, a box/lasso selection, search hits) are not data.
+    const rings = ['selected', 'neighbours', 'brushed', 'found'];
+    const data = (gd._fullData || []).filter(t => !rings.includes(t.name));
     return {
         title: String((gd._fullLayout && gd._fullLayout.title && gd._fullLayout.title.text) || ''),
         nTraces: (gd.data || []).length,
@@ -270,7 +272,7 @@ def isolated_point(gd: Locator) -> dict:
             const fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis, r = gd.getBoundingClientRect();
             const pts = [];
             for (const tr of gd._fullData) {
-                if (tr.name === 'selected' || !tr.customdata) continue;
+                if (['selected', 'neighbours', 'brushed', 'found'].includes(tr.name) || !tr.customdata) continue;
                 for (let i = 0; i < tr.x.length; i++) {
                     pts.push({x: r.left + xa._offset + xa.l2p(tr.x[i]), y: r.top + ya._offset + ya.l2p(tr.y[i]),
                               customdata: Array.from(tr.customdata[i], String)});
@@ -571,7 +573,7 @@ def _invalid_url(app_url: str, page: Page, screenshots: Path, root: str) -> None
     assert "using the default models" in text, text
     assert "Pooling 'nonsense'" in text and "'mean'" in text, text
     assert re.search(r"Unknown URL parameter\(s\) ignored: (.*, )?pooling\b", text), text
-    assert "samples per word" in text, text
+    assert "clips per word -3" in text, text  # the label comes from the view table now
     # Defaults everywhere: widgets, and the URL rewritten without the hostile values.
     chosen = tags(multiselect(page, "Models"))
     assert chosen and chosen[0].startswith(BASELINE_LABEL), chosen

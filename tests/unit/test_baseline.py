@@ -92,16 +92,6 @@ def test_deltas_of_constant_and_ramp() -> None:
     assert deltas(np.zeros((0, 3))).shape == (0, 3)
 
 
-def test_batched_equals_one_by_one(extractor: MelBaselineExtractor) -> None:
-    rng = np.random.default_rng(2)
-    clips = [rng.standard_normal(n).astype(np.float32) for n in (16000, 5000, 9999)]
-    batched = extractor.extract(clips)
-    for i, clip in enumerate(clips):
-        alone = extractor.extract([clip])
-        for name in ("logmel", "mfcc"):
-            np.testing.assert_array_equal(batched.valid(name, i), alone.valid(name, 0))
-
-
 def test_silence_is_finite(extractor: MelBaselineExtractor) -> None:
     features = extractor.extract([np.zeros(4000, dtype=np.float32)])
     assert np.isfinite(features.layers["logmel"]).all()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from embedviz import catalogue
+from embedviz import catalogue, hub
 from embedviz.catalogue import (
     BASELINE_ID,
     Availability,
@@ -269,7 +269,7 @@ def test_availability_without_hub_check_does_not_touch_the_network(monkeypatch: 
     def no_network() -> bool:
         raise AssertionError("check_hub=False must not probe the hub")
 
-    monkeypatch.setattr(catalogue, "hub_reachable", no_network)
+    monkeypatch.setattr(hub, "hub_reachable", no_network)
     assert availability("nobody/not-a-model", check_hub=False).status == "download"
 
 
@@ -281,7 +281,7 @@ def test_availability_never_hangs_on_a_silent_hub(monkeypatch: pytest.MonkeyPatc
     try:
         monkeypatch.delenv("HF_HUB_OFFLINE")
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
-        monkeypatch.setattr(catalogue, "_reach_memo", None)
+        monkeypatch.setattr(hub, "_reach_memo", None)
         start = time.monotonic()
         result = availability("nobody/not-a-model")
         elapsed = time.monotonic() - start

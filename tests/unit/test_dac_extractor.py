@@ -128,17 +128,6 @@ def test_codebook_vectors_are_the_chosen_codes_embedding_rows(dac_model: Any, da
     np.testing.assert_allclose(features.valid("z", 0), z[0].T.numpy(), atol=1e-5, rtol=0)
 
 
-def test_batched_equals_one_by_one(dac: DacExtractor) -> None:
-    # Different lengths (some not multiples of the hop), repeats of one length, mixed order.
-    clips = [_clip(n, seed) for seed, n in enumerate([1013, 2400, 1013, 577, 2400, 1000])]
-    batched = dac.extract(clips)
-    for i, clip in enumerate(clips):
-        single = dac.extract([clip])
-        for name in dac.layer_names:
-            assert batched.lengths[name][i] == single.lengths[name][0]
-            np.testing.assert_allclose(batched.valid(name, i), single.valid(name, 0), atol=ATOL, rtol=0)
-
-
 def test_frames_past_valid_are_zero(dac: DacExtractor) -> None:
     features = dac.extract([_clip(577, 3), _clip(2400, 4)])
     for name in dac.layer_names:
@@ -222,3 +211,19 @@ def test_cuda_matches_cpu(dac_dir: Path, dac: DacExtractor) -> None:
         assert b.layers[name].dtype == np.float32
         np.testing.assert_allclose(b.layers[name], a.layers[name], atol=1e-3, rtol=0)
     gpu.close()
+
+
+def test_hidden_size_other_than_the_default_formula_works(tmp_path: Path) -> None:
+    # A valid DacConfig may set hidden_size != encoder_hidden_size * 2**len(downsampling_ratios):
+    # z and quantized are as wide as the config says (and as the tensors are).
+    from embedviz.models import load_extractor
+    from tests.tiny_models import save_tiny_model
+
+    folder = save_tiny_model("dac", tmp_path / "dac-hidden", hidden_size=64)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["hidden_size"] == 64 != config["encoder_hidden_size"] * 2 ** len(config["downsampling_ratios"])
+    extractor = load_extractor(str(folder), device="cpu")
+    features = extractor.extract([_clip(1013, 0), _clip(2400, 1)])
+    assert features.layers["z"].shape[2] == 64
+    assert features.layers["quantized"].shape[2] == 64
+    assert np.abs(features.valid("z", 1)).sum() > 0

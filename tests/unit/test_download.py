@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedviz import catalogue, models
+from embedviz import catalogue, hub
 from embedviz.errors import Cancelled, ModelLoadError
-from embedviz.models import load_extractor, weight_files
+from embedviz.hub import weight_files
+from embedviz.models import load_extractor
 from tests.tiny_models import save_into_hf_cache
 
 REPO = "facebook/wav2vec2-base"
@@ -39,7 +40,7 @@ def test_weight_files_prefer_safetensors(files: list[str], expected: list[str]) 
 @pytest.fixture
 def online(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(catalogue, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: True)
     monkeypatch.setattr("huggingface_hub.list_repo_files",
                         lambda repo, **k: ["config.json", "preprocessor_config.json", "model.safetensors",
                                            "pytorch_model.bin", "tf_model.h5"])
@@ -90,4 +91,4 @@ def test_failed_download_is_a_clear_model_load_error(online, monkeypatch) -> Non
     monkeypatch.setattr("huggingface_hub.snapshot_download", broken)
     with pytest.raises(ModelLoadError, match="download failed.*connection reset"):
         load_extractor(REPO)
-    assert models.weight_files([]) == []
+    assert hub.weight_files([]) == []

@@ -12,7 +12,9 @@ import pytest
 
 from embedviz import catalogue
 from embedviz.errors import ConfigError, ModelLoadError
-from embedviz.models import MODEL_CLASSES, load_extractor, resolve_device
+from embedviz import hub
+from embedviz.extractors.registry import families
+from embedviz.models import load_extractor, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +101,7 @@ def test_trust_remote_code_is_always_false(tiny_model_dir: dict[str, Path], cach
     import transformers
 
     calls: list[dict] = []
-    for class_name in MODEL_CLASSES.values():
+    for class_name in {f.model_class for f in families().values() if f.model_class}:
         cls = getattr(transformers, class_name)
         original = cls.from_pretrained.__func__
 
@@ -168,7 +170,7 @@ def test_not_cached_while_offline_says_what_to_do(hf_cache: Path, monkeypatch: p
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(ModelLoadError, match="local_files_only"):
         load_extractor("openai/whisper-base", device="cpu", local_files_only=True)
-    monkeypatch.setattr(catalogue, "hub_reachable", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)
     with pytest.raises(ModelLoadError, match="cannot be reached"):
         load_extractor("openai/whisper-base", device="cpu")
 

@@ -65,8 +65,10 @@ def test_ray_equals_local_for_every_layer_and_pooling(manifest, tiny_model_dir, 
             for layer in local_meta["layers"]:
                 assert a[layer].missing == b[layer].missing == []
                 assert a[layer].clips["clip_id"].tolist() == b[layer].clips["clip_id"].tolist()
-                np.testing.assert_allclose(b[layer].X, a[layer].X, atol=1e-4, rtol=0,
-                                           err_msg=f"{model} {layer} {pooling}")
+                # time:<s> comes from the float16 time grid: equal up to one float16 step
+                # (a float32 difference of 1e-7 can round either way); the rest within 1e-4.
+                tol = {"atol": 1e-4, "rtol": 2.0**-10} if pooling.startswith("time") else {"atol": 1e-4, "rtol": 0}
+                np.testing.assert_allclose(b[layer].X, a[layer].X, **tol, err_msg=f"{model} {layer} {pooling}")
         shutil.rmtree(tmp_path / "local"), shutil.rmtree(tmp_path / "ray")
 
 

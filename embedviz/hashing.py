@@ -1,0 +1,66 @@
+"""The one family of hash functions embedviz uses: SHA-256, hex digests.
+
+Every key that names content (settings, store entries, weight files, clips, cached views)
+comes from here, so there is one algorithm to reason about and one place to change it.
+Nothing here imports numpy or torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+_BLOCK = 1 << 20
+
+
+def digest(data: bytes | str, length: int | None = None) -> str:
+    """SHA-256 hex digest of ``data`` (str is UTF-8 encoded), cut to ``length`` characters."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    value = hashlib.sha256(data).hexdigest()
+    return value[:length] if length else value
+
+
+def digest_parts(parts: Iterable[bytes | str], length: int | None = None) -> str:
+    """SHA-256 hex digest of several parts, each length-prefixed so ``("ab", "c") != ("a", "bc")``."""
+    h = hashlib.sha256()
+    for part in parts:
+        raw = part.encode("utf-8") if isinstance(part, str) else bytes(part)
+        h.update(len(raw).to_bytes(8, "little"))
+        h.update(raw)
+    value = h.hexdigest()
+    return value[:length] if length else value
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """Short hex digest of a JSON-serialisable payload, independent of dict order."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return digest(text, length)
+
+
+_file_lock = threading.Lock()
+_file_hashes: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, memoised by (resolved path, size, mtime).
+
+    Repeated calls do not re-read multi-GB weights unless the file changes.
+    """
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _file_lock:
+        cached = _file_hashes.get(key)
+    if cached is not None:
+        return cached
+    h = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            h.update(block)
+    value = h.hexdigest()
+    with _file_lock:
+        _file_hashes[key] = value
+    return value

@@ -1,0 +1,115 @@
+"""The fast extraction path: prefetch, writer thread, batch table, malloc tuning, autocast, Whisper ETA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedviz import pipeline
+from embedviz.datasets import open_dataset
+from embedviz.errors import ConfigError, StoreError
+from embedviz.models import load_extractor
+from embedviz.settings import ExtractionSettings
+from embedviz.store import EmbeddingStore
+from tests.tiny_models import save_tiny_model
+
+MEL = ExtractionSettings(model="baseline:mel")
+
+
+def test_batch_size_table_drives_the_default() -> None:
+    assert pipeline.batch_size_for("dac") == 1
+    assert pipeline.batch_size_for("wav2vec2") == pipeline.PREFERRED_BATCH_SIZE["wav2vec2"] > 1
+    assert pipeline.batch_size_for("unknown-family") == pipeline.DEFAULT_BATCH_SIZE
+
+
+def test_default_batch_size_is_the_familys(tmp_path: Path) -> None:
+    manifest = open_dataset().sample(["yes", "no"], 5, seed=0)
+    report = pipeline.extract(manifest, MEL, store=EmbeddingStore(tmp_path / "s"))
+    assert report.computed == 10
+    assert report.forward_passes == -(-10 // pipeline.batch_size_for("baseline"))
+
+
+def test_bad_batch_size_is_a_config_error(tmp_path: Path) -> None:
+    manifest = open_dataset().sample(["yes"], 2, seed=0)
+    for bad in (0, -2):
+        with pytest.raises(ConfigError, match="batch size"):
+            pipeline.extract(manifest, MEL, store=EmbeddingStore(tmp_path / "s"), batch_size=bad)
+
+
+def test_a_write_error_on_the_writer_thread_reaches_the_caller(tmp_path: Path, monkeypatch) -> None:
+    manifest = open_dataset().sample(["yes", "no"], 3, seed=0)
+    calls = []
+
+    def failing_write(self, rows):
+        calls.append(len(rows))
+        raise StoreError("disk full (test)")
+
+    from embedviz import store as store_mod
+
+    monkeypatch.setattr(store_mod.StoreEntry, "write_batch", failing_write)
+    with pytest.raises(StoreError, match="disk full"):
+        pipeline.extract(manifest, MEL, store=EmbeddingStore(tmp_path / "s"), batch_size=2)
+    assert calls, "the writer never ran"
+
+
+def test_prefetched_pipeline_equals_one_batch_at_a_time(tmp_path: Path) -> None:
+    manifest = open_dataset().sample(["yes", "no", "cat"], 4, seed=2)
+    a, b = EmbeddingStore(tmp_path / "a"), EmbeddingStore(tmp_path / "b")
+    pipeline.extract(manifest, MEL, store=a, batch_size=1)
+    pipeline.extract(manifest, MEL, store=b, batch_size=5)
+    layers = load_extractor("baseline:mel").layer_names
+    la = pipeline.load_layers(manifest, MEL, a, layers=layers, pooling="meanstd")
+    lb = pipeline.load_layers(manifest, MEL, b, layers=layers, pooling="meanstd")
+    for layer in layers:
+        np.testing.assert_allclose(la[layer].X, lb[layer].X, atol=1e-6)
+
+
+def test_glibc_malloc_tuning_applies_on_glibc() -> None:
+    import platform
+
+    applied = pipeline.tune_glibc_malloc()
+    assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_matmul_gflops_is_positive() -> None:
+    assert pipeline.matmul_gflops(n=128, repeats=2) > 0
+
+
+def test_bf16_autocast_on_cpu_stays_within_the_cosine_bound(tmp_path: Path) -> None:
+    import torch
+
+    if not hasattr(torch, "autocast"):
+        pytest.skip("this torch has no autocast")
+    ext = load_extractor(str(save_tiny_model("wav2vec2", tmp_path / "w")))
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(2)]
+    distance = pipeline.autocast_cosine_distance(ext, waves, "bfloat16")
+    assert 0.0 <= distance < 1.0
+    assert pipeline.autocast_allowed(ext, waves, "bfloat16") == (distance <= pipeline.AUTOCAST_MAX_COSINE_DISTANCE)
+    with pytest.raises(ConfigError):
+        pipeline.autocast_cosine_distance(ext, waves, "int8")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_cuda_autocast_within_bound(tmp_path: Path, dtype: str) -> None:
+    ext = load_extractor(str(save_tiny_model("wav2vec2", tmp_path / "w")), device="cuda")
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(4)]
+    assert pipeline.autocast_cosine_distance(ext, waves, dtype) <= pipeline.AUTOCAST_MAX_COSINE_DISTANCE
+
+
+def test_whisper_crop_eta_is_far_below_padded() -> None:
+    from transformers import WhisperConfig
+
+    from embedviz.extractors.whisper import estimate_seconds_per_clip
+
+    config = WhisperConfig(d_model=512, encoder_layers=6, encoder_ffn_dim=2048, num_mel_bins=80)
+    padded = estimate_seconds_per_clip(config, "padded", 1.0, gflops=100.0)
+    crop = estimate_seconds_per_clip(config, "crop", 1.0, gflops=100.0)
+    assert padded / crop > 20
+    assert estimate_seconds_per_clip(config, "crop", 30.0, 100.0) == pytest.approx(padded)
+    with pytest.raises(ConfigError):
+        estimate_seconds_per_clip(config, "crop", 1.0, gflops=0)
