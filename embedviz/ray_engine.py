@@ -216,7 +216,7 @@ def extract_on_ray(
     store: EmbeddingStore,
     ray_config: RayConfig | None = None,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> "ExtractionReport":
     """Embed every clip of ``manifest`` the store lacks, on Ray; same contract as ``extract``.
@@ -232,6 +232,10 @@ def extract_on_ray(
     """
     from embedviz.pipeline import ExtractionReport, SkippedClip, _with_keys
 
+    from embedviz.pipeline import _family, batch_size_for
+
+    if batch_size is None:
+        batch_size = batch_size_for(_family(settings.model))  # the local engine's default too
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
     config = ray_config or RayConfig()

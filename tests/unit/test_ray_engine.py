@@ -109,7 +109,7 @@ def test_bad_clip_is_skipped_with_its_reason(manifest, tmp_path) -> None:
 def test_cli_engine_ray_end_to_end(tmp_path, capsys) -> None:
     cache = tmp_path / "cache"
     argv = ["extract", "--model", "baseline:mel", "--words", "yes,no", "--samples", "3", "--cache", str(cache),
-            "--batch-size", "2", "--engine", "ray", "--ray-actors", "2"]
+            "--engine", "ray", "--ray-actors", "2"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "6 computed, 0 already stored, 0 skipped" in out
