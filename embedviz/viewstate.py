@@ -327,20 +327,25 @@ def _clip_shape_ok(clip: str) -> bool:
     return 0 < len(clip) <= 500 and "\x00" not in clip and clip.count("/") == 1 and ".." not in clip
 
 
-class ClipId(Codec):
-    """A clip id like ``word/file.wav`` (shape only; the page finds it in its sample)."""
+class Token(Codec):
+    """One short string of a known shape (a clip id, a layer name); the page checks that it
+    exists. ``warning`` formats the message for a malformed value (``{label}``, ``{value}``)."""
+
+    def __init__(self, shape_ok: Callable[[str], bool], what: str, warning: str) -> None:
+        self.shape_ok, self.what, self.warning = shape_ok, what, warning
 
     def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
-        clip = raws[-1]
-        if not clip:
+        raw = raws[-1]
+        if not raw:
             return _KEEP
-        if not _clip_shape_ok(clip):
-            ctx.warnings.append(f"Clip {_short(clip)!r} from the URL is not a clip id like 'word/file.wav'; ignored.")
+        if not self.shape_ok(raw):
+            ctx.warnings.append(self.warning.format(label=s.label, value=repr(_short(raw))))
             return _KEEP
-        return clip
+        return raw
 
     def check(self, value: Any) -> str:
-        return "" if isinstance(value, str) and (value == "" or _clip_shape_ok(value)) else f"not a clip id: {value!r}"
+        ok = value == "" or (isinstance(value, str) and self.shape_ok(value))
+        return "" if ok else f"not a {self.what}: {value!r}"
 
     def write(self, value: Any, view: ViewSettings) -> str | None:
         return value or None
@@ -368,25 +373,6 @@ class ClipIds(Codec):
 
 def _is_layer_token(text: str) -> bool:
     return 0 < len(text) <= 64 and all(ch.isascii() and (ch.isalnum() or ch in "_-.") for ch in text)
-
-
-class LayerName(Codec):
-    """One layer name (shape only: the page checks it against the model's layers)."""
-
-    def parse(self, s: Setting, raws: list[str], ctx: _Context) -> Any:
-        raw = raws[-1]
-        if not raw:
-            return _KEEP
-        if not _is_layer_token(raw):
-            ctx.warnings.append(f"{s.label} {_short(raw)!r} is not a layer name; ignored.")
-            return _KEEP
-        return raw
-
-    def check(self, value: Any) -> str:
-        return "" if value == "" or (isinstance(value, str) and _is_layer_token(value)) else f"not a layer name: {value!r}"
-
-    def write(self, value: Any, view: ViewSettings) -> str | None:
-        return value or None
 
 
 class LayerNames(Codec):
@@ -549,7 +535,8 @@ class ViewSettings:
     color_by: str = setting("color", "Colour by", Choice(COLOR_BY), "word", (EXPLORE,))
     align: str = setting("align", "Align layers", Choice(ALIGN), "on", (EXPLORE,))
     whisper_mode: str = setting("whisper", "Whisper input", Choice(WHISPER_MODES, WHISPER_MODE_LABELS), "padded", (EXPLORE, ANALYSIS))
-    clip: str = setting("clip", "Clip", ClipId(), "", (EXPLORE,))
+    clip: str = setting("clip", "Clip", Token(_clip_shape_ok, "clip id",
+                                                     "Clip {value} from the URL is not a clip id like 'word/file.wav'; ignored."), "", (EXPLORE,))
     nn_model: str = setting("nn_model", "Neighbours model", ChosenModel(), "", (EXPLORE,))
     nn_layers: tuple[str, ...] = setting("nn_layers", "Neighbours layers", LayerNames(), (), (EXPLORE,))
     selected: tuple[str, ...] = setting("sel", "Selected clips", ClipIds(), (), (EXPLORE,))
@@ -557,7 +544,8 @@ class ViewSettings:
     hide: tuple[str, ...] = setting("hide", "Hidden words", WordSubset(), (), (EXPLORE,))
     metric: str = setting("metric", "Metric", Choice(ANALYSIS_METRICS, METRIC_LABELS), "knn_accuracy", (ANALYSIS,))
     cm_model: str = setting("cm_model", "Confusion-matrix model", ChosenModel(), "", (ANALYSIS,))
-    cm_layer: str = setting("cm_layer", "Confusion-matrix layer", LayerName(), "", (ANALYSIS,))
+    cm_layer: str = setting("cm_layer", "Confusion-matrix layer",
+                           Token(_is_layer_token, "layer name", "{label} {value} is not a layer name; ignored."), "", (ANALYSIS,))
     cka_mode: str = setting("cka", "Compare", Choice(CKA_MODES), "within", (ANALYSIS,))
     cka_models: tuple[str, ...] = setting("cka_model", "CKA models", ChosenModels(2), (), (ANALYSIS,))
 
