@@ -108,21 +108,15 @@ def missing_clips(manifest: pd.DataFrame, settings: ExtractionSettings, store: E
     return m[~m["clip_key"].isin(stored)].drop(columns=["clip_key"]).reset_index(drop=True)
 
 
+def _preferred_batch_sizes() -> dict[str, int]:
+    from embedviz.extractors.registry import families
+
+    return {name: spec.preferred_batch_size for name, spec in families().items()}
+
+
 #: Clips per forward pass for each family when the caller gives none (``--batch-size``
-#: overrides). Measured on the 2-core CPU of the dev machine (issue 8 and
-#: ``bench/bench_extraction.py``): the SSL transformers' forward pass is ~1.7x faster per
-#: clip at batch 64 than at 1 and most of that is reached by 16; Whisper pads every clip
-#: to a 30 s window in padded mode, so larger batches only add memory; DAC's convolutional
-#: encoder got *slower* with batching on CPU (large intermediate tensors, page faults), so 1;
-#: the log-mel baseline is cheap numpy, batches only amortise Python overhead.
-PREFERRED_BATCH_SIZE: dict[str, int] = {
-    "wav2vec2": 16,
-    "hubert": 16,
-    "wavlm": 16,
-    "whisper": 8,
-    "dac": 1,
-    "baseline": 64,
-}
+#: overrides): each family declares its measured size in its ``FamilySpec``.
+PREFERRED_BATCH_SIZE: dict[str, int] = _preferred_batch_sizes()
 DEFAULT_BATCH_SIZE = 8
 #: Families whose CPU inference measurably gains from glibc keeping freed memory instead of
 #: returning large blocks to the kernel (mmap/munmap page faults were 20-46 % of the time;

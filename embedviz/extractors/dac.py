@@ -271,7 +271,7 @@ def _register() -> None:
         construct=_construct,
         default_preprocessor=default_preprocessor,
         numeric_options=(),
-        preferred_batch_size=8,  # placeholder; perf measures it
+        preferred_batch_size=1,  # the conv encoder got slower with batching on CPU (page faults)
         config_defaults={"downsampling_ratios": [2, 4, 8, 8], "n_codebooks": 9, "sampling_rate": 16000},
     ))
 

@@ -50,7 +50,8 @@ class FamilySpec:
         layer_widths: ``config -> {layer: width}`` when known without running the model.
         numeric_options: names of :class:`~embedviz.settings.ExtractionSettings` fields that
             change this family's numbers (besides ``max_seconds``, which every family has).
-        preferred_batch_size: clips per forward pass on CPU (a placeholder until measured).
+        preferred_batch_size: clips per forward pass when the caller gives none, measured on
+            the 2-core CPU of the dev machine (issue 8, ``bench/bench_extraction.py``).
         config_defaults: transformers defaults of the config fields ``layer_names`` reads,
             used when a folder's config.json leaves them out.
         build_random: ``config -> model`` for ``random-init:``; default ``model_class(config)``.

@@ -315,7 +315,7 @@ def _register() -> None:
             construct=_construct,
             default_preprocessor=default_preprocessor,
             numeric_options=(),
-            preferred_batch_size=8,  # placeholder; perf measures it
+            preferred_batch_size=16,  # ~1.7x faster per clip at 64 than at 1 on CPU; most of it by 16
             config_defaults={"num_hidden_layers": 12},
         ))
 
