@@ -127,12 +127,13 @@ class PanelData:
 
     def caption(self) -> str:
         """``"kNN 0.83 · silhouette 0.21 (5,000 of 20,000) · trust 0.95 (3,000)"``."""
-        parts = [f"kNN {self.knn:.2f}" + self._of(self.knn_n), f"silhouette {self.silhouette:.2f}" + self._of(self.silhouette_n)]
+        parts = [f"kNN {self.knn:.2f}" + self.sampled(self.knn_n), f"silhouette {self.silhouette:.2f}" + self.sampled(self.silhouette_n)]
         parts.append(f"chance {self.chance:.2f}")
-        parts.append(f"trust {self.trust:.2f}" + self._of(self.trust_n))
+        parts.append(f"trust {self.trust:.2f}" + self.sampled(self.trust_n))
         return " · ".join(parts)
 
-    def _of(self, n: int) -> str:
+    def sampled(self, n: int) -> str:
+        """``" (on 3,000 of 21,000)"`` when a number was measured on a seeded subsample of ``n`` clips."""
         return f" (on {n:,} of {self.n_clips:,})" if 0 < n < self.n_clips else ""
 
 

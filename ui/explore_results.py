@@ -62,8 +62,13 @@ def _panel(view, status, name, layers, reduction, colors, coords, marks, n_panel
     from embedviz.figures import scatter_figure, title_for
 
     label = cached.model_label(name)
+    sel = cached.LayerSelection(status[name][0], layers, view.pooling)
     try:
-        p = cached.panel(cached.LayerSelection(status[name][0], layers, view.pooling), reduction)
+        plan = cached.plan(sel, reduction)
+        if not plan.ok:  # never start a projection that would hold the server for minutes
+            st.warning(f"{label} · {'+'.join(layers)}: {plan.reason}", icon=":material/hourglass_disabled:")
+            return
+        p = cached.panel(sel, reduction)
     except EmbedvizError as error:
         st.error(f"{label} · {'+'.join(layers)}: {error}")
         return
@@ -99,8 +104,9 @@ def _panel(view, status, name, layers, reduction, colors, coords, marks, n_panel
     note = f" · {p.n_clips} of {p.n_clips + p.n_missing} clips stored" if p.n_missing else ""
     who = f" · {n_speakers} speakers (hover a point for its speaker)" if view.color_by == "speaker" else ""
     st.caption(
-        f"k-NN accuracy **{widgets.fmt(p.knn)}** · silhouette **{widgets.fmt(p.silhouette)}** · "
-        f"chance {widgets.fmt(p.chance)} · trust {widgets.fmt(p.trust)}{note}{who}",
+        f"k-NN accuracy **{widgets.fmt(p.knn)}**{p.sampled(p.knn_n)} · silhouette "
+        f"**{widgets.fmt(p.silhouette)}**{p.sampled(p.silhouette_n)} · chance {widgets.fmt(p.chance)} · "
+        f"trust {widgets.fmt(p.trust)}{p.sampled(p.trust_n)}{note}{who}",
         help="Leave-one-out 5-NN word accuracy and silhouette, both with cosine distance in the "
         "original embedding space (not the picture). Trust is the projection's trustworthiness "
         "(1 = the picture's 5 nearest neighbours are neighbours in the original space too).",
@@ -148,7 +154,8 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
             if view.layer_mode == "individual" and view.align == "on" and len(section) > 1:
                 sels = tuple(cached.LayerSelection(status[m][0], ls, view.pooling) for m, ls in section)
                 try:
-                    aligned = list(cached.aligned_coords(sels, reduction))
+                    if all(cached.plan(sel, reduction).ok for sel in sels):
+                        aligned = list(cached.aligned_coords(sels, reduction))
                 except EmbedvizError:
                     pass  # each panel reports its own error below
             cols = st.columns(n_cols)

@@ -318,3 +318,20 @@ def test_clearing_every_model_and_word_is_respected_in_the_session(env) -> None:
     at.run()
     assert at.multiselect(key="ex_models").value == [] and at.multiselect(key="ex_words").value == []
     assert "model" not in at.query_params
+
+
+def test_a_projection_over_the_budget_is_refused_with_its_cost(env, monkeypatch) -> None:
+    from embedviz import reduction
+
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    assert len(at.get("plotly_chart")) == 2
+    # t-SNE priced far over the server's budget (as at 100,000 points): nothing is projected.
+    monkeypatch.setattr(reduction, "estimate_seconds", lambda method, n, d, dims: 1e5 if method == "tsne" else 0.1)
+    widget(at, "segmented_control", "ex_method").set_value("tsne").run()
+    no_exception(at)
+    warnings = " ".join(texts(at.warning))
+    assert warnings.count("t-SNE on 8 points would take") == 2 and "or PCA" in warnings
+    assert len(at.get("plotly_chart")) == 0
