@@ -217,3 +217,22 @@ def test_two_writers_on_one_entry_resolve_to_the_last_written_part(entry) -> Non
     for key, x in zip(got.clip_keys, got.X):
         np.testing.assert_array_equal(x, winner[key])
     assert e.read(["0"], "mean")["0"].clip_keys == got.clip_keys, "reading again gives the same rows"
+
+
+def test_reading_some_clips_opens_only_the_parts_that_hold_them(entry, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    _, e = entry
+    for i in range(30):
+        write(e, rows_for([f"k{i}"], seed=i))
+    assert len(e.stored_keys()) == 30  # the keys of every part are now known
+    opened: list[str] = []
+    real = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda source, *a, **kw: opened.append(str(source)) or real(source, *a, **kw))
+    got = e.read(["0"], "mean", clip_keys=["k7", "k21"])["0"]
+    assert sorted(got.clip_keys) == ["k21", "k7"]
+    assert len(opened) == 2  # not 30: reading grows with what is asked, not with what is stored
+    assert e.stored_keys() == {f"k{i}" for i in range(30)} and len(opened) == 2  # keys come from the memo
+    # A part written later is picked up (its keys are read once).
+    write(e, rows_for(["k30"], seed=30))
+    assert "k30" in e.stored_keys() and len(opened) == 3
