@@ -8,7 +8,10 @@ assign clips to splits when present; every other clip is ``train``.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -40,6 +43,39 @@ def _is_word_dir(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith(("_", "."))
 
 
+def display_name(path: str | Path) -> str:
+    """A path as text that is always printable and encodable (bad bytes shown as ``\\xNN``)."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True)
+class DatasetProblem:
+    """A file in a word folder that discovery could not use, and why (in words a user can act on)."""
+
+    path: str  # printable (see display_name), never used to open the file
+    reason: str
+
+
+def _problem_of(entry: Path) -> str | None:
+    """Why a word folder's entry that looks like a clip cannot be used, or None if it can."""
+    try:
+        entry.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8: rename the file (for example with convmv) to include it"
+    if entry.is_symlink():
+        try:
+            os.stat(entry)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop: the link points (through other links) back to itself"
+            return "dangling symbolic link: its target does not exist"
+    if entry.is_dir():
+        return "a folder named like an audio file, not an audio file"
+    if not entry.is_file():
+        return "not a regular file (a device, socket or pipe)"
+    return None
+
+
 class SpeechCommandsDataset:
     """A dataset root laid out as ``<root>/<word>/<clip>``; cheap to build, lazy to scan."""
 
@@ -55,15 +91,44 @@ class SpeechCommandsDataset:
             )
 
     @cached_property
-    def _files_by_word(self) -> dict[str, list[Path]]:
+    def _discovery(self) -> tuple[dict[str, list[Path]], tuple[DatasetProblem, ...]]:
         found: dict[str, list[Path]] = {}
+        problems: list[DatasetProblem] = []
         for word_dir in sorted(p for p in self.root.iterdir() if _is_word_dir(p)):
-            files = sorted(
-                f for f in word_dir.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-            )
+            try:
+                word_dir.name.encode("utf-8")
+            except UnicodeEncodeError:
+                problems.append(
+                    DatasetProblem(display_name(word_dir), "word folder name is not valid UTF-8: rename the folder")
+                )
+                continue
+            files: list[Path] = []
+            for f in sorted(word_dir.iterdir()):
+                if f.name.startswith(".") or f.suffix.lower() not in AUDIO_EXTENSIONS:
+                    continue  # hidden files and non-audio files (notes, lists) are not clips
+                reason = _problem_of(f)
+                if reason is None:
+                    files.append(f)
+                else:
+                    problems.append(DatasetProblem(display_name(f), reason))
             if files:
                 found[word_dir.name] = files
-        return found
+        for problem in problems:
+            logger.warning("skipped %s: %s", problem.path, problem.reason)
+        return found, tuple(problems)
+
+    @property
+    def _files_by_word(self) -> dict[str, list[Path]]:
+        return self._discovery[0]
+
+    @property
+    def problems(self) -> tuple[DatasetProblem, ...]:
+        """Entries in word folders that look like clips but cannot be used, with the reason.
+
+        Decode-time problems (undecodable, too short, NaN samples) are reported by
+        extraction as skipped clips; these are the ones found without opening any file.
+        """
+        return self._discovery[1]
 
     def _split_lists(self) -> dict[str, str]:
         split_of: dict[str, str] = {}

@@ -86,3 +86,40 @@ def test_demo_is_the_default_and_has_the_required_words() -> None:
 def test_speaker_of() -> None:
     assert speaker_of("0a7c2a8d_nohash_3.wav") == "0a7c2a8d"
     assert speaker_of("odd-name.wav") == "odd-name"
+
+
+def test_discovery_names_every_entry_it_cannot_use(tmp_path):
+    """Folders named like clips, link loops, dangling links and non-UTF-8 names are listed, not dropped."""
+    import os
+
+    from embedviz.datasets import SpeechCommandsDataset
+
+    word = tmp_path / "yes"
+    word.mkdir()
+    good = word / "aaaa1111_nohash_0.wav"
+    sf.write(good, np.zeros(1600, dtype=np.float32), 16000)
+    (word / "dir_nohash_0.wav").mkdir()
+    os.symlink(word / "loop_b_nohash_0.wav", word / "loop_a_nohash_0.wav")
+    os.symlink(word / "loop_a_nohash_0.wav", word / "loop_b_nohash_0.wav")
+    os.symlink(tmp_path / "gone.wav", word / "dangling_nohash_0.wav")
+    bad_name = os.fsdecode(b"caf\xe9_nohash_0.wav")
+    sf.write(os.path.join(word, bad_name), np.zeros(1600, dtype=np.float32), 16000)
+    (word / "notes.txt").write_text("not a clip")
+
+    ds = SpeechCommandsDataset(tmp_path)
+    reasons = {p.path.rsplit("/", 1)[-1]: p.reason for p in ds.problems}
+    assert set(reasons) == {
+        "dir_nohash_0.wav",
+        "loop_a_nohash_0.wav",
+        "loop_b_nohash_0.wav",
+        "dangling_nohash_0.wav",
+        "caf\\xe9_nohash_0.wav",
+    }
+    assert "folder" in reasons["dir_nohash_0.wav"]
+    assert "loop" in reasons["loop_a_nohash_0.wav"]
+    assert "dangling" in reasons["dangling_nohash_0.wav"]
+    assert "UTF-8" in reasons["caf\\xe9_nohash_0.wav"]
+    # The usable clip is still there, and the manifest can be written by pyarrow.
+    manifest = ds.manifest()
+    assert list(manifest["clip_id"]) == ["yes/aaaa1111_nohash_0.wav"]
+    manifest.to_parquet(tmp_path / "manifest.parquet")
