@@ -102,8 +102,9 @@ def test_discovery_names_every_entry_it_cannot_use(tmp_path):
     os.symlink(word / "loop_b_nohash_0.wav", word / "loop_a_nohash_0.wav")
     os.symlink(word / "loop_a_nohash_0.wav", word / "loop_b_nohash_0.wav")
     os.symlink(tmp_path / "gone.wav", word / "dangling_nohash_0.wav")
-    bad_name = os.fsdecode(b"caf\xe9_nohash_0.wav")
-    sf.write(os.path.join(word, bad_name), np.zeros(1600, dtype=np.float32), 16000)
+    # soundfile cannot encode a non-UTF-8 name, so the clip is copied there by bytes.
+    with open(os.path.join(os.fsencode(word), b"caf\xe9_nohash_0.wav"), "wb") as out:
+        out.write(good.read_bytes())
     (word / "notes.txt").write_text("not a clip")
 
     ds = SpeechCommandsDataset(tmp_path)
