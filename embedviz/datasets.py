@@ -302,9 +302,22 @@ class SpeechCommandsDataset:
         out["duration"] = duration
         return out
 
-    def durations_read(self) -> tuple[int, int]:
-        """``(clips whose duration is known, clips)``: how much of :meth:`manifest` is filled."""
-        return int(self._table["_read"].sum()), len(self._table)
+    def durations(self, read_all: bool = False, progress: ProgressCallback | None = None) -> pd.Series:
+        """Durations (s) of the clips whose header has been read, by ``clip_id`` (NaN: unreadable).
+
+        ``read_all`` reads every header not read yet first (once per clip: they are kept in
+        the index); otherwise nothing is opened.
+        """
+        if read_all:
+            self._read_durations(np.arange(len(self._table)), progress)
+        t = self._table
+        read = t["_read"].to_numpy()
+        return pd.Series(t["duration"].to_numpy()[read], index=pd.Index(t["clip_id"][read], name="clip_id"),
+                         name="duration")
+
+    def __len__(self) -> int:
+        """Number of usable clips."""
+        return len(self._table)
 
     def _positions(self, clip_ids: pd.Series | Sequence[str]) -> np.ndarray:
         return self._clip_index.get_indexer(pd.Index(clip_ids))
@@ -319,7 +332,7 @@ class SpeechCommandsDataset:
         """Every clip: clip_id, path, word, speaker, duration (s, NaN if unreadable), split.
 
         With ``durations=False`` nothing is opened: ``duration`` is NaN where the header
-        has not been read yet (see :meth:`durations_read`), which is immediate at any size.
+        has not been read yet (see :meth:`durations`), which is immediate at any size.
         """
         if durations:
             self._read_durations(np.arange(len(self._table)), progress)
