@@ -115,22 +115,20 @@ def _arrow_table(root: Path, index: StoredIndex):
         "splits": dict(index.splits),
     }
     clips = index.clips
+    # Plain strings (zstd compresses the repeats): they load as pandas' Arrow-backed str
+    # columns without a conversion, which is most of the cost of a re-open.
     schema = pa.schema(
         [
-            ("word", pa.dictionary(pa.int32(), pa.string())),
+            ("word", pa.string()),
             ("name", pa.string()),
-            ("speaker", pa.dictionary(pa.int32(), pa.string())),
-            ("split", pa.dictionary(pa.int8(), pa.string())),
+            ("speaker", pa.string()),
+            ("split", pa.string()),
             ("duration", pa.float64()),
             ("duration_read", pa.bool_()),
         ],
         metadata={_META_KEY: json.dumps(meta).encode("utf-8")},
     )
-    arrays = [
-        pa.array(clips["word"].astype(str).to_numpy(), pa.string()).dictionary_encode(),
-        pa.array(clips["name"].astype(str).to_numpy(), pa.string()),
-        pa.array(clips["speaker"].astype(str).to_numpy(), pa.string()).dictionary_encode(),
-        pa.array(clips["split"].astype(str).to_numpy(), pa.string()).dictionary_encode().cast(schema.field("split").type),
+    arrays = [pa.array(clips[c].astype(str), pa.string()) for c in ("word", "name", "speaker", "split")] + [
         pa.array(clips["duration"].to_numpy(dtype="float64"), pa.float64()),
         pa.array(clips["duration_read"].to_numpy(dtype=bool), pa.bool_()),
     ]
@@ -187,8 +185,6 @@ def read_index(path: Path, root: Path, rules: Mapping[str, Any]) -> StoredIndex 
         }
         splits = {str(k): (None if v is None else [int(x) for x in v]) for k, v in meta["splits"].items()}
         clips = table.to_pandas()
-        for column in ("word", "speaker", "split"):
-            clips[column] = clips[column].astype(str)
         index = StoredIndex(folders=folders, splits=splits, clips=clips[INDEX_COLUMNS], rules=dict(rules))
         if not set(clips["word"].unique()) <= set(folders):
             raise ValueError("clips of word folders the index does not record")

