@@ -4,6 +4,10 @@ Folders whose name starts with ``_`` (``_background_noise_``) or ``.`` are not w
 nor are folders without audio files. The speaker is the part of the file name before
 ``_nohash_``. ``validation_list.txt`` and ``testing_list.txt`` (lines ``word/file.wav``)
 assign clips to splits when present; every other clip is ``train``.
+
+Discovery lists folders without opening a clip, and is kept in a persistent index
+(:mod:`embedviz.dataset_index`): a re-open lists only the word folders that changed.
+Durations are read the first time a clip is sampled or shown, then kept in the index.
 """
 
 from __future__ import annotations
@@ -49,10 +53,6 @@ def speaker_of(filename: str) -> str:
     """Speaker id of a Speech Commands file name (``<speaker>_nohash_<n>.wav``)."""
     stem = Path(filename).stem
     return stem.split("_nohash_", 1)[0] if "_nohash_" in stem else stem
-
-
-def _is_word_dir(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith(("_", "."))
 
 
 def display_name(path: str | Path) -> str:
@@ -189,6 +189,7 @@ class SpeechCommandsDataset:
         if stored is not None and not listed and len(pieces) == len(reused):
             clips = stored.clips  # every folder as indexed: no copy
         else:
+            pieces = [piece for piece in pieces if len(piece)]
             clips = pd.concat(pieces, ignore_index=True) if pieces else _empty_clips()
         if changed:
             split_of = self._split_lists()
