@@ -57,10 +57,12 @@ with st.container(border=True):
         read_all = len(m) <= READ_ALL_DURATIONS_UP_TO or st.session_state.pop(READ_DURATIONS, False)
         if read_all and len(m) > READ_ALL_DURATIONS_UP_TO:
             bar = st.progress(0.0, text="Reading clip durations…")
-            known = cached.clip_durations(
-                view.dataset, read_all=True,
-                progress=lambda e: bar.progress(e.fraction, text=f"Reading clip durations: {e.done:,} of {e.total:,}"),
-            )
+
+            def _show(event) -> bool:
+                bar.progress(event.fraction, text=f"Reading clip durations: {event.done:,} of {event.total:,}")
+                return False  # never asks to stop
+
+            known = cached.clip_durations(view.dataset, read_all=True, progress=_show)
             bar.empty()
         else:
             known = cached.clip_durations(view.dataset, read_all=read_all)
@@ -86,8 +88,8 @@ with st.container(border=True):
 
             durations = known.dropna()
             if partial:
-                st.caption(f"Durations of the {len(known):,} of {len(m):,} clips read so far (clips are read "
-                           "when sampled).")
+                st.caption(f"Durations read so far: {len(known):,} of {len(m):,} clips (a clip's duration is "
+                           "read when it is first sampled).")
                 if st.button(f"Read all {len(m):,} durations", key="dc_read_durations",
                              help="Reads every clip's header once; the durations are kept for the next time."):
                     st.session_state[READ_DURATIONS] = True
