@@ -522,18 +522,27 @@ def measures_table(
     model: str | None = None,
     seed: int = 0,
     max_n: int | None = MEASURES_MAX_N,
+    only: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> "pd.DataFrame":
     """One row of :func:`layer_measures` per layer, in the given order: ``layer``, then
     ``model`` if given, ``depth`` (0..1), then :data:`MEASURE_COLUMNS`. Every layer uses
-    the same subsample of clips. ``progress`` gets one step per layer and can stop."""
+    the same subsample of clips. ``only``: compute just these layers (``depth`` still
+    relative to all of ``embeddings``: the app computes and caches one layer at a time).
+    ``progress`` gets one step per layer and can stop."""
     import pandas as pd
 
     layers = list(embeddings)
-    reporter = ProgressReporter(progress, total=len(layers), stage="measures")
-    reporter.report(f"{len(layers)} layers")
+    unknown = sorted(set(only or ()) - set(layers))
+    if unknown:
+        raise ConfigError(f"no such layer(s): {', '.join(unknown)}; layers are {', '.join(layers)}")
+    todo = [layer for layer in layers if only is None or layer in set(only)]
+    reporter = ProgressReporter(progress, total=len(todo), stage="measures")
+    reporter.report(f"{len(todo)} layers")
     rows: list[dict[str, Any]] = []
     for i, layer in enumerate(layers):
+        if layer not in todo:
+            continue
         row: dict[str, Any] = {"layer": str(layer)}
         if model is not None:
             row["model"] = model

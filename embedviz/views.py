@@ -254,6 +254,26 @@ def analysis_table(
     )
 
 
+def measures_table(
+    blocks: Mapping[str, np.ndarray],
+    clips: pd.DataFrame,
+    *,
+    model: str | None = None,
+    seed: int = 0,
+    only: Sequence[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """:func:`embedviz.measures.measures_table` (PWCCA, cluster NMI, ABX per layer, on at
+    most :data:`embedviz.measures.MEASURES_MAX_N` clips) over aligned layer blocks, or just
+    the layers in ``only``; empty when no clips."""
+    from embedviz.measures import measures_table as table
+
+    if len(clips) == 0:
+        return pd.DataFrame()
+    return table(blocks, clips["word"].to_numpy(), clips["speaker"].to_numpy(), model=model, seed=seed,
+                 only=only, progress=progress)
+
+
 def cka_table(models: Sequence[tuple[str, Sequence[str], Sequence[np.ndarray], pd.DataFrame]]) -> pd.DataFrame:
     """Linear CKA between layers: of one model (square), or rows of model A x columns of B.
 
@@ -302,6 +322,7 @@ __all__ = [
     "common_rows",
     "confusion",
     "layer_matrix",
+    "measures_table",
     "neighbours",
     "panel",
     "panel_numbers",
