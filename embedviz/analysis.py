@@ -131,7 +131,8 @@ def analyse_entry(
                                "depth": i / (len(names) - 1) if len(names) > 1 else 0.0}
         row.update(metrics.layer_metrics(X, words_arr, speakers, k=k, seed=seed, probe=probe, speaker_identity=True))
         if measures:
-            extra = measures_lib.layer_measures(X, words_arr, speakers, seed=seed)
+            order = views.measure_order(clips)  # the app's row order: the same numbers
+            extra = measures_lib.layer_measures(X[order], words_arr[order], speakers[order], seed=seed)
             row.update({key: value for key, value in extra.items() if key != "n_clips"})
         rows.append(row)
         if figures_dir is not None:

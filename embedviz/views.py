@@ -270,8 +270,18 @@ def measures_table(
 
     if len(clips) == 0:
         return pd.DataFrame()
-    return table(blocks, clips["word"].to_numpy(), clips["speaker"].to_numpy(), model=model, seed=seed,
-                 only=only, progress=progress)
+    order = measure_order(clips)
+    ordered = {layer: np.asarray(block)[order] for layer, block in blocks.items()}
+    return table(ordered, clips["word"].to_numpy()[order], clips["speaker"].to_numpy()[order], model=model,
+                 seed=seed, only=only, progress=progress)
+
+
+def measure_order(clips: pd.DataFrame) -> np.ndarray:
+    """Rows in clip-key order: the measures' seeded folds, k-means and triplets depend on
+    row order, so the app (manifest order) and ``analyse`` (word order) sort the same
+    clips the same way first and get the same numbers."""
+    keys = clips["clip_key"] if "clip_key" in clips else clips["clip_id"]
+    return np.argsort(keys.astype(str).to_numpy(), kind="stable")
 
 
 def cka_table(models: Sequence[tuple[str, Sequence[str], Sequence[np.ndarray], pd.DataFrame]]) -> pd.DataFrame:
@@ -322,6 +332,7 @@ __all__ = [
     "common_rows",
     "confusion",
     "layer_matrix",
+    "measure_order",
     "measures_table",
     "neighbours",
     "panel",

@@ -215,3 +215,46 @@ def test_undefined_inputs_give_nan_not_errors() -> None:
         pwcca_words(X, np.array(list("aabbcc")), folds=1)
     with pytest.raises(ConfigError):
         pwcca_words(X, np.array(list("aabbcc")), grid=(1.5,))
+
+
+def test_views_measures_do_not_depend_on_row_order() -> None:
+    """The app (manifest order) and analyse (word order) give the same numbers for the same clips."""
+    import pandas as pd
+
+    from embedviz import views
+
+    layers, words, speakers = coded_layers(repeats=1)
+    clips = pd.DataFrame({"clip_key": [f"k{i:03d}" for i in range(len(words))], "word": words, "speaker": speakers})
+    shuffle = np.random.default_rng(5).permutation(len(words))
+    first = views.measures_table(layers, clips, only=["middle"])
+    again = views.measures_table({k: v[shuffle] for k, v in layers.items()}, clips.iloc[shuffle].reset_index(drop=True),
+                                 only=["middle"])
+    assert list(first["layer"]) == ["middle"] and first["depth"].iloc[0] == 0.5
+    pd.testing.assert_frame_equal(first, again)
+    with pytest.raises(ConfigError, match="no such layer"):
+        views.measures_table(layers, clips, only=["nope"])
+
+
+def test_speaker_word_and_measures_figures_draw_two_curves_per_model() -> None:
+    import pandas as pd
+
+    from embedviz.figures import measures_figure, speaker_word_figure
+
+    layers, words, speakers = coded_layers(repeats=2)
+    metrics = metrics_table(layers, words, speakers, model="m", probe=False)
+    both = pd.concat([metrics.assign(model="a"), metrics.assign(model="b")], ignore_index=True)
+    fig = speaker_word_figure(both)
+    curves = [t for t in fig.data if t.name.startswith(("a ·", "b ·"))]
+    assert len(curves) == 4  # word and speaker per model
+    assert {t.line.dash for t in curves} == {"solid", "dash"}
+    speaker_a = next(t for t in curves if t.name == "a · speaker 1-NN within words")
+    np.testing.assert_allclose(speaker_a.y, metrics["speaker_knn_within_word"])
+    assert any(t.name.startswith("speaker chance") for t in fig.data)  # shared chance drawn once
+    with pytest.raises(ConfigError):
+        speaker_word_figure(both, "knn_accuracy")
+    table = measures_table(layers, words, speakers, model="m")
+    mfig = measures_figure(table)
+    assert {t.name for t in mfig.data} >= {"m · PWCCA with one-hot words", "m · k-means cluster NMI",
+                                          "m · word ABX across speakers", "m · word ABX, B by X's speaker"}
+    with pytest.raises(ConfigError):
+        measures_figure(table.drop(columns=["pwcca"]))
