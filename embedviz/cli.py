@@ -173,7 +173,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         table = analyse_entry(
             _store(args), _settings(args, args.model), pooling=args.pooling, words=_words_arg(args.words) or None,
             layers=_words_arg(args.layers) or None, figures_dir=Path(args.figures) if args.figures else None,
-            reduction=args.reduction, probe=not args.no_probe, progress=progress,
+            reduction=args.reduction, probe=not args.no_probe, measures=args.measures, progress=progress,
         )
     finally:
         progress.close()
@@ -402,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", help="comma-separated layers (default: all)")
     p.add_argument("--reduction", default="pca", choices=["pca", "tsne", "umap"])
     p.add_argument("--no-probe", action="store_true", help="skip the linear probe (the slow part on big sets)")
+    p.add_argument("--measures", action="store_true",
+                   help="add PWCCA with one-hot words, k-means word NMI and word ABX across speakers "
+                        "(on at most 2,000 clips, column measures_n)")
     p.add_argument("--out", required=True, help="FILE.csv")
     p.add_argument("--figures", help="folder for standalone HTML figures")
     p.set_defaults(func=cmd_analyse)
