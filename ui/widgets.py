@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
+from embedviz.audio import NOTICE_KINDS
 from embedviz.errors import EmbedvizError
 from embedviz.viewstate import ViewSettings
 from ui import cached, state
@@ -217,6 +218,7 @@ def last_job_report() -> None:
         lines.append(
             f"- **{cached.model_label(report.model)}**: {report.computed} computed, {report.cached} already stored"
             + (f", {len(report.skipped)} skipped" if report.skipped else "")
+            + (f", {len(report.notices)} with notices" if report.notices else "")
             + (f" in {report.seconds:.1f} s" if report.computed else "")
             + (" (cancelled)" if report.cancelled else "")
         )
@@ -231,6 +233,19 @@ def last_job_report() -> None:
         with st.expander(f"{len(skipped)} clip(s) skipped, with reasons"):
             st.dataframe(
                 pd.DataFrame([{"model": m, "clip": s.clip_id, "reason": s.reason, "path": s.path} for m, s in skipped]),
+                hide_index=True,
+            )
+    notices = [(report.model, n) for report in snap.reports for n in report.notices]
+    if notices:
+        counts = {kind: sum(1 for _, n in notices if n.kind == kind) for kind in NOTICE_KINDS}
+        with st.expander(
+            f"{len(notices)} notice(s) about odd but usable clips: "
+            + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        ):
+            st.caption("; ".join(f"**{kind}**: {NOTICE_KINDS[kind]}" for kind, n in counts.items() if n) + ".")
+            st.dataframe(
+                pd.DataFrame([{"model": m, "notice": n.kind, "clip": n.clip_id, "detail": n.detail, "path": n.path}
+                              for m, n in notices]),
                 hide_index=True,
             )
 
