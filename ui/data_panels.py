@@ -35,6 +35,10 @@ from ui import cached
 
 FETCH_JOB = "_dc_fetch_job"
 FETCH_DONE = "_dc_fetch_done"
+#: The form's values at the last Fetch: the form is not drawn while a fetch runs (so
+#: Streamlit forgets its widgets), and a cancelled fetch resumes only with the same URL and folder.
+FETCH_LAST = "_dc_fetch_last"
+_FORM_DEFAULTS = {"dc_fetch_folder": "speech_commands", "dc_fetch_splits": True}
 
 #: The words of the official archives (Warden 2018, "Speech Commands", table 1): v0.02 adds
 #: five to v0.01's thirty.
@@ -237,8 +241,9 @@ def _show_outcome(snap: FetchStatus, on_open: Callable[[str], None]) -> None:
     if result.refused:
         with st.expander(f"{len(result.refused)} archive member(s) refused, not written"):
             st.dataframe(pd.DataFrame(result.refused, columns=["member", "reason"]), hide_index=True)
-    st.dataframe(pd.DataFrame(list(result.counts.items()), columns=["word", "clips"]), hide_index=True,
-                 key="dc_fetch_counts", height=min(320, 38 + 35 * len(result.counts)))
+    left, _ = st.columns([1, 2])
+    left.dataframe(pd.DataFrame(list(result.counts.items()), columns=["word", "clips"]), hide_index=True,
+                   key="dc_fetch_counts", height=min(320, 38 + 35 * len(result.counts)))
     if st.button("Open this dataset", type="primary", key="dc_fetch_open", icon=":material/folder_open:"):
         checked, why = check_dataset_path(result.dest, data_roots(), demo_root())
         if checked is None:
@@ -285,11 +290,15 @@ def render_fetch_panel(on_open: Callable[[str], None]) -> None:
         return
     st.caption("Downloads the official Speech Commands archive (v0.02: 2.3 GB, 105,829 clips of 35 words; CC BY 4.0) "
                "and unpacks only the chosen words. A dropped or cancelled download resumes where it stopped.")
+    root_options = [str(r) for r in roots]
+    for key, value in {**_FORM_DEFAULTS, **st.session_state.get(FETCH_LAST, {})}.items():
+        if key not in st.session_state and (key != "dc_fetch_root" or value in root_options):
+            st.session_state[key] = value
     with st.form("dc_fetch", border=False):
         c1, c2, c3 = st.columns([1, 2, 2])
         version = c1.selectbox("Version", list(ARCHIVE_URLS), key="dc_fetch_version")
-        root = c2.selectbox("Under the data root", [str(r) for r in roots], key="dc_fetch_root")
-        folder = c3.text_input("New folder", value="speech_commands", key="dc_fetch_folder")
+        root = c2.selectbox("Under the data root", root_options, key="dc_fetch_root")
+        folder = c3.text_input("New folder", key="dc_fetch_folder")
         words = st.multiselect(
             "Words (none chosen: all of them)", OFFICIAL_WORDS["v0.02"], key="dc_fetch_words",
             accept_new_options=True, placeholder="all words",
@@ -299,11 +308,15 @@ def render_fetch_panel(on_open: Callable[[str], None]) -> None:
                             placeholder=f"default: {ARCHIVE_URLS['v0.02']}",
                             help="Any http or https address of a Speech Commands .tar.gz (a mirror); other schemes are refused.")
         c1, c2 = st.columns(2)
-        background_noise = c1.checkbox("Also _background_noise_", key="dc_fetch_noise")
-        split_lists = c2.checkbox("Split lists (validation, testing)", value=True, key="dc_fetch_splits")
+        background_noise = c1.checkbox("Also `_background_noise_`", key="dc_fetch_noise")
+        split_lists = c2.checkbox("Split lists (validation, testing)", key="dc_fetch_splits")
         clicked = st.form_submit_button("Fetch", type="primary", icon=":material/download:")
     if not clicked:
         return
+    st.session_state[FETCH_LAST] = {
+        key: st.session_state[key] for key in ("dc_fetch_version", "dc_fetch_root", "dc_fetch_folder",
+                                               "dc_fetch_words", "dc_fetch_url", "dc_fetch_noise", "dc_fetch_splits")
+    }
     request, why = _request(roots, root, folder, version, words, url, background_noise, split_lists)
     if request is None:
         st.error(why + ".")

@@ -205,8 +205,9 @@ def job_progress() -> None:
         )
 
 
-def last_job_report() -> None:
-    """Outcome of the last finished extraction: per model counts, skipped clips, errors."""
+def last_job_report(dataset: str | None = None) -> None:
+    """Outcome of the last finished extraction: per model counts, skipped clips, notices,
+    errors; with ``dataset``, also how many of its files are not clips at all."""
     snap = st.session_state.get(REPORTS_KEY)
     if snap is None:
         return
@@ -235,6 +236,13 @@ def last_job_report() -> None:
                 pd.DataFrame([{"model": m, "clip": s.clip_id, "reason": s.reason, "path": s.path} for m, s in skipped]),
                 hide_index=True,
             )
+    try:
+        problems = cached.dataset(dataset).problems if dataset is not None and snap.reports else ()
+    except EmbedvizError:
+        problems = ()  # the dataset itself is in trouble: the page says so where it opens it
+    if problems:
+        st.caption(f"{len(problems)} file(s) in the dataset folder are not clips (a folder named like one, a "
+                   "broken link, a name that is not UTF-8, ...): Data & cache lists them with the reasons.")
     notices = [(report.model, n) for report in snap.reports for n in report.notices]
     if notices:
         counts = {kind: sum(1 for _, n in notices if n.kind == kind) for kind in NOTICE_KINDS}

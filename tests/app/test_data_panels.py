@@ -9,6 +9,7 @@ Commands layout (built with the helpers of ``tests/unit/test_fetch.py``); it hon
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from embedviz.datasets import open_dataset
-from tests.app.conftest import DATA, new_app, no_exception, page, texts
+from tests.app.conftest import DATA, new_app, no_exception, page, texts, wait_for_job
 from tests.unit.test_bad_audio_corpus import make_corpus
 from tests.unit.test_fetch import add_file, wav_bytes
 
@@ -214,7 +215,9 @@ def test_cancel_keeps_the_partial_download_and_fetch_resumes_it(env, serve) -> N
     assert 0 < kept < len(data)
 
     server.delay_s = 0.0
-    fill_form(at, server.url)
+    # The form still holds the address and folder, so Fetch alone resumes.
+    assert at.text_input(key="dc_fetch_url").value == server.url
+    assert at.text_input(key="dc_fetch_folder").value == "sc"
     fetch_button(at).click().run()
     wait_for_fetch(at)
     no_exception(at)
@@ -251,3 +254,27 @@ def test_a_dataset_without_problems_shows_none(env) -> None:
     no_exception(at)
     assert not any("cannot be used" in w for w in texts(at.warning))
     assert not [d for d in at.dataframe if list(d.value.columns) == ["path", "reason"]]
+
+
+def test_after_an_extraction_explore_names_skipped_clips_notices_and_unusable_files(env) -> None:
+    corpus = make_corpus(env["data"] / "corpus")
+    ds = open_dataset(corpus.root)
+    at = new_app({"data": str(corpus.root.resolve()), "model": "baseline:mel", "words": "bad,good,odd", "n": "40"})
+    at.run()
+    no_exception(at)
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    no_exception(at)
+    readable = os.access(corpus.unreadable, os.R_OK)  # root reads a chmod 000 file; anyone else does not
+    n_usable = len(corpus.usable) + readable
+    n_bad = len(corpus.unusable) - len(corpus.discovered) + (not readable)
+    n_notices = sum(len(kinds) for kinds in corpus.usable.values())
+    assert any(f"{n_usable} computed, 0 already stored, {n_bad} skipped, {n_notices} with notices" in s
+               for s in texts(at.success)), texts(at.success)
+    labels = [e.label for e in at.expander]
+    assert f"{n_bad} clip(s) skipped, with reasons" in labels
+    assert any(label.startswith(f"{n_notices} notice(s) about odd but usable clips: 2 downmixed, 4 resampled, 1 cut")
+               for label in labels), labels
+    notices = table_with(at, "model", "notice", "clip", "detail", "path")
+    assert sorted(notices["clip"]) == sorted(c for c, kinds in corpus.usable.items() for _ in kinds)
+    assert any(f"{len(ds.problems)} file(s) in the dataset folder are not clips" in c for c in texts(at.caption))
