@@ -54,6 +54,7 @@ FULL_SCALE = 0.999
 #: This many consecutive full-scale samples mean the clip is clipped (a sine peak touches
 #: full scale for one sample; a clipped waveform stays there).
 CLIP_RUN = 3
+PERMISSION_DENIED = "permission denied: this user may not read the file (check its permissions)"
 
 #: Every kind of notice about a usable but odd clip, with what was done about it.
 NOTICE_KINDS: dict[str, str] = {
@@ -113,7 +114,7 @@ def _check_file(path: Path) -> None:
     if path.stat().st_size == 0:
         raise AudioLoadError(path, "empty file (0 bytes)")
     if not os.access(path, os.R_OK):
-        raise AudioLoadError(path, "permission denied: this user may not read the file (check its permissions)")
+        raise AudioLoadError(path, PERMISSION_DENIED)
 
 
 def audio_info(path: str | Path) -> AudioInfo:
@@ -174,9 +175,13 @@ def decode_clip(
     path = Path(path)
     _check_file(path)
     try:
-        data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except PermissionError as exc:
-        raise AudioLoadError(path, "permission denied: this user may not read the file (check its permissions)") from exc
+        with sf.SoundFile(str(path)) as f:
+            source_rate, total = int(f.samplerate), int(f.frames)
+            # Only what is used is decoded: an hour-long 6-channel file costs max_seconds of memory.
+            keep = min(total, int(round(max_seconds * source_rate))) if total > 0 else -1
+            data = f.read(keep, dtype="float32", always_2d=True)
+    except PermissionError as exc:  # the permissions changed after the check above
+        raise AudioLoadError(path, PERMISSION_DENIED) from exc
     except Exception as exc:
         raise AudioLoadError(path, f"cannot decode audio ({_short(exc)})") from exc
     if data.shape[0] == 0:
@@ -186,9 +191,12 @@ def decode_clip(
         bad = int((~finite).sum())
         kinds = " and ".join(k for k, has in (("NaN", np.isnan(data).any()), ("infinite", np.isinf(data).any())) if has)
         raise AudioLoadError(
-            path, f"audio contains {kinds} samples ({bad} of {data.size}): a damaged file, rejected rather than repaired"
+            path,
+            f"audio contains {kinds} samples ({bad} of {data.size}): a damaged file, rejected rather than repaired",
         )
-    duration = data.shape[0] / source_rate
+    # The header's length, unless the file ended before what was asked (a truncated data chunk).
+    frames = total if keep > 0 and data.shape[0] >= keep else data.shape[0]
+    duration = frames / source_rate
     if duration < min_seconds:
         raise AudioLoadError(
             path,
@@ -209,7 +217,7 @@ def decode_clip(
     if duration > max_seconds:
         logger.info("%s: %.1f s long, using only the first %g s", path, duration, max_seconds)
         notices.append(AudioNotice("cut", f"{duration:.1f} s long, the first {max_seconds:g} s used"))
-        samples = samples[: int(round(max_seconds * source_rate))]
+        samples = samples[: int(round(max_seconds * source_rate))]  # already so when the header knew the length
     if source_rate != sample_rate:
         notices.append(AudioNotice("resampled", f"{source_rate} Hz to {sample_rate} Hz"))
     out = resample(np.ascontiguousarray(samples, dtype=np.float32), source_rate, sample_rate)

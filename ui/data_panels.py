@@ -268,7 +268,8 @@ def _request(roots: list[Path], root: str, folder: str, version: str, words: lis
         return None, f"Destination {dest} exists and is not a folder"
     url = url.strip()
     try:
-        return FetchRequest(dest=dest, version=version, url=url or None, words=tuple(w.strip() for w in words if w.strip()),
+        chosen = tuple(w.strip() for w in words if w.strip())
+        return FetchRequest(dest=dest, version=version, url=url or None, words=chosen,
                             background_noise=background_noise, split_lists=split_lists), ""
     except ConfigError as error:
         return None, f"Archive address: {error}".replace("--url ", "")
@@ -306,7 +307,8 @@ def render_fetch_panel(on_open: Callable[[str], None]) -> None:
         )
         url = st.text_input("Archive address (optional)", key="dc_fetch_url",
                             placeholder=f"default: {ARCHIVE_URLS['v0.02']}",
-                            help="Any http or https address of a Speech Commands .tar.gz (a mirror); other schemes are refused.")
+                            help="Any http or https address of a Speech Commands .tar.gz (a mirror); "
+                                 "other schemes are refused.")
         c1, c2 = st.columns(2)
         background_noise = c1.checkbox("Also `_background_noise_`", key="dc_fetch_noise")
         split_lists = c2.checkbox("Split lists (validation, testing)", key="dc_fetch_splits")

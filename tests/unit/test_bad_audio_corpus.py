@@ -97,6 +97,8 @@ def make_corpus(root: Path) -> Corpus:
     long_name = "long" + "x" * (LONG_NAME_BYTES - len("long_nohash_0.wav")) + "_nohash_0.wav"
     assert len(long_name.encode()) == LONG_NAME_BYTES
     usable(good, long_name, _wav(_tone(1.0, RATE, seed=10)))
+    cut_off = _wav(_tone(1.0, RATE, seed=11))
+    usable(good, "cutoff_nohash_0.wav", cut_off[: len(cut_off) // 2])  # data ends early: what is there is used
 
     # Usable but odd: the policy's notices.
     usable(odd, "stereo_nohash_0.wav", _wav(_tone(1.0, RATE, seed=20, channels=2)), "downmixed")
