@@ -53,7 +53,16 @@ def cmd_words(args: argparse.Namespace) -> int:
     print(f"dataset: {ds.root}")
     print(table.to_string(index=False))
     print(f"{len(table)} words, {int(table['clips'].sum())} clips")
+    _print_problems(ds)
     return 0
+
+
+def _print_problems(ds) -> None:  # type: ignore[no-untyped-def]
+    """Name every entry of the dataset's word folders that discovery could not use, with the reason."""
+    if ds.problems:
+        print(f"{len(ds.problems)} file(s) in the dataset folder cannot be used, so they are not clips:")
+        for problem in ds.problems:
+            print(f"  skipped {problem.path}: {problem.reason}")
 
 
 class _TqdmProgress:
@@ -125,6 +134,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     manifest = ds.sample(words, args.samples, seed=args.seed)
     store = _store(args)
     print(f"dataset {ds.root}: {len(manifest)} clips of {len(words)} words; store {store.root}")
+    _print_problems(ds)
     any_done = False
     for model in _words_arg(args.model):
         progress = _TqdmProgress(model)
@@ -135,9 +145,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
             print(f"error: {model}: {exc}", file=sys.stderr)
             continue
         progress.close()
-        print(report.summary())
-        for skipped in report.skipped:
-            print(f"  skipped {skipped.path}: {skipped.reason}")
+        print(report.summary() + (f", {len(report.notices)} with notices" if report.notices else ""))
+        for line in report.details():
+            print(line)
         any_done = any_done or (report.computed + report.cached) > 0
     return 0 if any_done else 1
 
