@@ -119,7 +119,7 @@ def test_speaker_word_chart_and_measures_section(env, local_model: Path) -> None
     assert set(table["model"]) == {"Log-mel / MFCC baseline", "tiny-wav2vec2"}
     n_layers = len(at.selectbox(key="la_cm_layer").options)
     assert (table["model"] == "Log-mel / MFCC baseline").sum() == n_layers
-    assert table["pwcca"].between(-1, 1).all() and table["ABX score"].between(0, 1).all()
+    assert table["PWCCA"].between(-1, 1).all() and table["ABX score"].between(0, 1).all()
     assert (table["clips"] == len(WORDS) * N).all()
     assert any(f"Computed on {len(WORDS) * N} clips" in c for c in texts(at.caption))
     assert len(at.get("plotly_chart")) == 5
