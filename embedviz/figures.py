@@ -741,11 +741,13 @@ def measures_figure(table: "pd.DataFrame", *, title: str | None = None) -> "go.F
             for metric, dash in series:
                 if metric not in part.columns:
                     continue
-                label = MEASURE_LABELS.get(metric, "chance" if metric.endswith("chance") else metric)
+                label = MEASURE_LABELS.get(metric, "NMI chance" if metric.endswith("chance") else metric)
                 fig.add_trace(
                     go.Scatter(
                         x=part["depth"], y=part[metric], mode="lines" if metric.endswith("chance") else "lines+markers",
-                        name=f"{model} · {label}", legendgroup=model, showlegend=col == 1 or dash != "solid",
+                        # Solid lines are "the measure of this panel": one legend entry per model.
+                        name=model if dash == "solid" else f"{model} · {label}", legendgroup=model,
+                        showlegend=col == 1 or dash != "solid",
                         line={"color": colors[model], "dash": dash, "width": 1 if metric.endswith("chance") else 2},
                         customdata=part["layer"].astype(str).to_numpy()[:, None],
                         hovertemplate=f"{model}<br>layer %{{customdata[0]}}<br>{label} %{{y:.3f}}<extra></extra>",

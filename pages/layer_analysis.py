@@ -97,7 +97,7 @@ with st.container(border=True):
         from embedviz.figures import layer_curve_figure
 
         st.plotly_chart(layer_curve_figure(full, metric), key="la_curve", config={"displaylogo": False})
-        from embedviz.metrics import METRIC_COLUMNS
+        from embedviz.metrics import METRIC_COLUMNS, SPEAKER_WORD_COLUMNS
 
         # Depth is the curve's x axis and the word count is in the summary line above.
         shown = full[["model", "layer", *(c for c in METRIC_COLUMNS if c not in ("depth", "n_words"))]]
@@ -117,7 +117,7 @@ with st.container(border=True):
                 hide_index=True,
                 column_config={
                     c: st.column_config.NumberColumn(format="%.3f")
-                    for c in (*METRIC.options, "chance")
+                    for c in (*METRIC.options, "chance", *SPEAKER_WORD_COLUMNS) if not c.endswith("_n")
                 },
             )
     else:

@@ -129,10 +129,10 @@ def render_measures(ready: Mapping[str, cached.LayerSelection], labels: Mapping[
         st.plotly_chart(measures_figure(full), key="la_measures_chart", config={"displaylogo": False})
         shown = full[["model", "layer", "pwcca", "pwcca_regularisation", "cluster_nmi", "cluster_nmi_chance",
                       "abx_across", "abx_distractor", "abx_across_triplets", "measures_n"]].rename(
-            columns={"pwcca_regularisation": "PWCCA ridge", "cluster_nmi_chance": "NMI chance",
+            columns={"pwcca": "PWCCA", "cluster_nmi": "cluster NMI", "pwcca_regularisation": "PWCCA ridge", "cluster_nmi_chance": "NMI chance",
                      "abx_across": "ABX score", "abx_distractor": "ABX score (B by X's speaker)",
                      "abx_across_triplets": "triplets", "measures_n": "clips"})
         st.dataframe(shown, hide_index=True, key="la_measures_table", column_config={
             c: st.column_config.NumberColumn(format="%.3f")
-            for c in ("pwcca", "PWCCA ridge", "cluster_nmi", "NMI chance", "ABX score", "ABX score (B by X's speaker)")
+            for c in ("PWCCA", "PWCCA ridge", "cluster NMI", "NMI chance", "ABX score", "ABX score (B by X's speaker)")
         })
