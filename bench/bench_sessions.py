@@ -106,11 +106,14 @@ def scenario(n: int, port: int, model: Path, shots: Path, tag: str, profile: boo
             for page in pages:  # back to back: "at once"
                 page.get_by_role("button", name="Extract").click()
             done_at: dict[int, float] = {}
+            reported_at: dict[int, float] = {}  # the report is shown (extraction over), plots may still come
             quiet: dict[int, float] = {}
             while len(done_at) < n and time.perf_counter() - t0 < 900:
                 for i, page in enumerate(pages):
                     if i in done_at:
                         continue
+                    if i not in reported_at and page.get_by_text("Extraction finished").count():
+                        reported_at[i] = time.perf_counter() - t0
                     if finished(page):
                         quiet.setdefault(i, time.perf_counter())
                         if time.perf_counter() - quiet[i] >= 1.0:
@@ -135,6 +138,7 @@ def scenario(n: int, port: int, model: Path, shots: Path, tag: str, profile: boo
     if len(done_at) < n:
         raise SystemExit(f"{tag}: {n - len(done_at)} page(s) never finished (screenshots in {shots})")
     return {"n": n, "slowest_s": max(done_at.values()), "per_page_s": [done_at[i] for i in range(n)],
+            "reported_s": [reported_at.get(i, float("nan")) for i in range(n)],
             "reports": reports}
 
 
@@ -159,7 +163,7 @@ def main() -> None:
             for n in (1, 4) if args.only is None else (args.only,):
                 out = scenario(n, args.port, model, shots, f"{n}x_run{r + 1}", args.profile)
                 results[n].append(out["slowest_s"])
-                pages = ", ".join(f"{t:.1f}" for t in out["per_page_s"])
+                pages = ", ".join(f"{t:.1f} (report at {r:.1f})" for t, r in zip(out["per_page_s"], out["reported_s"]))
                 print(f"run {r + 1}: {n} session(s): slowest {out['slowest_s']:.1f} s (pages: {pages})", flush=True)
                 for text in out["reports"]:
                     print(f"    {text}", flush=True)
