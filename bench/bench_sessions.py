@@ -41,13 +41,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--no-first-run"]
 
 
-def start_server(port: int, cache: Path, models: Path, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, cache: Path, models: Path, log_path: Path, app: Path = REPO) -> subprocess.Popen:
     env = {**os.environ, "EMBEDVIZ_CACHE": str(cache), "EMBEDVIZ_MODEL_ROOTS": str(models), "HF_HUB_OFFLINE": "1"}
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
@@ -80,9 +80,9 @@ def finished(page: Page) -> bool:
     )
 
 
-def scenario(n: int, port: int, model: Path, shots: Path, tag: str, profile: bool = False) -> dict:
+def scenario(n: int, port: int, model: Path, shots: Path, tag: str, profile: bool = False, app: Path = REPO) -> dict:
     cache = Path(tempfile.mkdtemp(prefix=f"ev-bench-sessions-{tag}-"))
-    proc = start_server(port, cache, model.parent, shots / f"streamlit_{tag}.log")
+    proc = start_server(port, cache, model.parent, shots / f"streamlit_{tag}.log", app)
     url = f"http://127.0.0.1:{port}/?model={model}&words={WORDS}&n={PER_WORD}"
     spy = None
     try:
@@ -148,6 +148,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8618)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", type=int, choices=(1, 4), help="run only this scenario")
+    parser.add_argument("--baseline", type=Path, metavar="APP_DIR",
+                        help="also run every scenario on this checkout (e.g. `git archive main | tar -x -C DIR`), "
+                        "interleaved with this one, and print both")
     parser.add_argument("--profile", action="store_true", help="record the server with py-spy (SHOTS_DIR/pyspy_*.txt)")
     args = parser.parse_args()
     shots = Path(args.shots)
@@ -157,24 +160,29 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="ev-bench-sessions-models-"))
     model = save_tiny_model("wav2vec2", root / "tiny-wav2vec2").resolve()
-    results: dict[int, list[float]] = {1: [], 4: []}
+    apps = {"this checkout": REPO} if args.baseline is None else {"baseline": args.baseline.resolve(), "this checkout": REPO}
+    results: dict[tuple[str, int], list[float]] = {(a, n): [] for a in apps for n in (1, 4)}
     try:
         for r in range(args.repeats):
-            for n in (1, 4) if args.only is None else (args.only,):
-                out = scenario(n, args.port, model, shots, f"{n}x_run{r + 1}", args.profile)
-                results[n].append(out["slowest_s"])
-                pages = ", ".join(f"{t:.1f} (report at {r:.1f})" for t, r in zip(out["per_page_s"], out["reported_s"]))
-                print(f"run {r + 1}: {n} session(s): slowest {out['slowest_s']:.1f} s (pages: {pages})", flush=True)
-                for text in out["reports"]:
-                    print(f"    {text}", flush=True)
+            for name, app in apps.items():
+                for n in (1, 4) if args.only is None else (args.only,):
+                    tag = f"{'base_' if app != REPO else ''}{n}x_run{r + 1}"
+                    out = scenario(n, args.port, model, shots, tag, args.profile, app)
+                    results[(name, n)].append(out["slowest_s"])
+                    pages = ", ".join(f"{t:.1f} (report at {x:.1f})" for t, x in zip(out["per_page_s"], out["reported_s"]))
+                    print(f"run {r + 1} [{name}]: {n} session(s): slowest {out['slowest_s']:.1f} s; pages: {pages}",
+                          flush=True)
+                    for text in out["reports"]:
+                        print(f"    {text}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if not results[1] or not results[4]:
-        return
-    one, four = min(results[1]), min(results[4])
-    print(f"RESULT 1 session: {', '.join(f'{t:.1f}' for t in results[1])} s; "
-          f"4 sessions: {', '.join(f'{t:.1f}' for t in results[4])} s; "
-          f"best-of ratio 4/1 = {four / one:.2f}x; worst 4 / best 1 = {max(results[4]) / one:.2f}x")
+    for name in apps:
+        one, four = results[(name, 1)], results[(name, 4)]
+        if one and four:
+            print(f"RESULT [{name}] 1 session: {', '.join(f'{t:.1f}' for t in one)} s; "
+                  f"4 sessions: {', '.join(f'{t:.1f}' for t in four)} s; "
+                  f"median 4/1 = {sorted(four)[len(four) // 2] / sorted(one)[len(one) // 2]:.2f}x; "
+                  f"per run 4/1: {', '.join(f'{b / a:.2f}x' for a, b in zip(one, four))}")
 
 
 if __name__ == "__main__":
