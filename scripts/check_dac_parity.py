@@ -161,8 +161,15 @@ def hf_key(name: str, n_blocks: int) -> str:
     raise KeyError(f"no transformers name for original parameter {name!r}")
 
 
-def convert(original_model, kwargs: dict):
-    """A transformers ``DacModel`` holding ``original_model``'s weights; every key used exactly once."""
+#: Two same-shaped tensors that --negative-control swaps (a mapping mistake the check must catch).
+SWAPPED = ("encoder.block.0.res_unit1.conv1.weight", "encoder.block.0.res_unit2.conv1.weight")
+
+
+def convert(original_model, kwargs: dict, swap: bool = False):
+    """A transformers ``DacModel`` holding ``original_model``'s weights; every key used exactly once.
+
+    ``swap``: exchange the two tensors in :data:`SWAPPED` (a deliberate mapping error).
+    """
     import torch
     from transformers import DacConfig, DacModel
 
@@ -189,6 +196,8 @@ def convert(original_model, kwargs: dict):
     missing = sorted(set(target) - set(mapped))
     if missing:
         raise SystemExit(f"DacModel parameters with no original counterpart: {missing[:8]}")
+    if swap:
+        mapped[SWAPPED[0]], mapped[SWAPPED[1]] = mapped[SWAPPED[1]], mapped[SWAPPED[0]]
     model.load_state_dict(mapped, strict=True)
     print(f"converted {len(mapped)} tensors ({sum(v.numel() for v in mapped.values()) / 1e6:.1f} M values); "
           "every original parameter maps to exactly one DacModel parameter of the same shape")
@@ -196,13 +205,18 @@ def convert(original_model, kwargs: dict):
 
 
 def demo_clips(n: int) -> list:
-    """``n`` demo clips of different words and lengths, at 16 kHz."""
+    """``n`` demo clips of different words at 16 kHz; all but the first cut to lengths that are
+    not a multiple of the hop (320), so the padding and the valid-frame counts are exercised."""
     from embedviz.audio import load_audio
     from embedviz.datasets import open_dataset
 
     manifest = open_dataset().manifest()
     picked = manifest.groupby("word", sort=True).head(1).head(n)
-    return [(row.clip_id, load_audio(row.path, 16000)) for row in picked.itertuples()]
+    clips = []
+    for i, row in enumerate(picked.itertuples()):
+        wave = load_audio(row.path, 16000)
+        clips.append((row.clip_id, wave[: max(321, len(wave) - 977 * i)]))
+    return clips
 
 
 def stats(a, b) -> tuple[float, float, float]:
@@ -250,6 +264,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=4, help="demo clips to compare (different words)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--negative-control", action="store_true",
+                        help=f"swap {SWAPPED[0]} and {SWAPPED[1]} in the conversion; the check must then "
+                        "report differences (exit 0 if it does, 1 if it misses them)")
     args = parser.parse_args()
 
     import numpy as np
@@ -262,7 +279,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     dac = original.DAC(**DAC_16KHZ).eval()
     randomise(dac, args.seed)
-    hf = convert(dac, DAC_16KHZ)
+    hf = convert(dac, DAC_16KHZ, swap=args.negative_control)
     hop = int(np.prod(DAC_16KHZ["encoder_rates"]))
     worst = 0.0
     failed: list[str] = []
@@ -297,7 +314,8 @@ def main() -> int:
                     failed.append(f"{name} on {clip_id}: shape {a.shape} (original) vs {b.shape}")
                     continue
                 rows.setdefault(name, []).append(stats(a, b))
-        print(f"\n{len(clips)} demo clips ({', '.join(c for c, _ in clips)}), random weights, seed {args.seed}")
+        lengths = ", ".join(f"{c} ({len(w)} samples)" for c, w in clips)
+        print(f"\n{len(clips)} demo clips: {lengths}; random weights, seed {args.seed}")
         print(f"{'compared with the original DAC':40s} {'max |diff|':>11s} {'rel. diff':>10s} {'cos. dist':>10s}")
         for name, values in rows.items():
             diff, rel, cos = (max(v[i] for v in values) for i in range(3))
@@ -309,6 +327,10 @@ def main() -> int:
         print(f"{'DacModel audio_codes':40s} {code_mismatch} of {code_total} codes differ")
         if code_mismatch:
             failed.append("audio_codes")
+    if args.negative_control:
+        print(f"\nnegative control ({SWAPPED[0]} <-> {SWAPPED[1]}): "
+              + ("differences detected, as they must be" if failed else "NOT detected: the check is blind"))
+        return 0 if failed else 1
     if failed:
         print("\nFAILED: " + "; ".join(failed))
         return 1
