@@ -142,6 +142,43 @@ def scenario(n: int, port: int, model: Path, shots: Path, tag: str, profile: boo
             "reports": reports}
 
 
+def tick_cost(rounds: int = 20000) -> None:
+    """Library-side cost of one progress tick: what the fragment reads and formats, per call.
+
+    Four handles on one job (held in "loading the model" by a gated loader), the way four
+    attached sessions poll it; the Streamlit-side cost of a fragment rerun comes on top (see
+    docs/PERFORMANCE.md for the py-spy figure).
+    """
+    import threading
+
+    from embedviz.datasets import open_dataset
+    from embedviz.errors import ModelLoadError
+    from embedviz.settings import ExtractionSettings
+    from embedviz.store import EmbeddingStore
+    from ui.jobs import JobRegistry, Task
+    from ui.widgets import _progress_text
+
+    gate = threading.Event()
+
+    def load(settings):
+        gate.wait(60)
+        raise ModelLoadError("not loaded: tick-cost measurement only")
+
+    manifest = open_dataset().sample(WORDS.split(","), PER_WORD, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = JobRegistry(max_running=1)
+        tasks = [Task(ExtractionSettings(model="baseline:mel"), manifest, "mel")]
+        handles = [registry.submit(tasks, EmbeddingStore(Path(tmp)), load) for _ in range(4)]
+        t = time.perf_counter()
+        for i in range(rounds):
+            _progress_text(handles[i % 4].snapshot())
+        per_tick = (time.perf_counter() - t) / rounds
+        gate.set()
+        for h in handles:
+            h.wait(60)
+    print(f"RESULT tick (snapshot + progress text, 4 handles on one job): {per_tick * 1e6:.1f} us per tick")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("shots", nargs="?", default="artifacts/bench")
@@ -152,7 +189,11 @@ def main() -> None:
                         help="also run every scenario on this checkout (e.g. `git archive main | tar -x -C DIR`), "
                         "interleaved with this one, and print both")
     parser.add_argument("--profile", action="store_true", help="record the server with py-spy (SHOTS_DIR/pyspy_*.txt)")
+    parser.add_argument("--tick-cost", action="store_true", help="only measure the library side of one progress tick")
     args = parser.parse_args()
+    if args.tick_cost:
+        tick_cost()
+        return
     shots = Path(args.shots)
     shots.mkdir(parents=True, exist_ok=True)
 
