@@ -137,14 +137,13 @@ def sidebar(view: ViewSettings, slot=None) -> None:
 
 
 def start_extraction(tasks: Sequence[object]) -> None:
-    """Start a background extraction of ``tasks`` (see :mod:`ui.jobs`)."""
-    from ui.jobs import ExtractionJob
+    """Start a background extraction of ``tasks``, or join the same one another session runs (:mod:`ui.jobs`)."""
+    from ui.jobs import REGISTRY
 
     def load(settings):  # looked up at call time, so the model cache is the shared one
         return cached.extractor(settings.model, settings.whisper_mode, settings.seed)
 
-    job = ExtractionJob(tasks=list(tasks), store=cached.get_store(), load=load)
-    st.session_state[JOB_KEY] = job.start()
+    st.session_state[JOB_KEY] = REGISTRY.submit(list(tasks), cached.get_store(), load)
     st.session_state[_FINISHED_KEY] = 0
     st.session_state.pop(REPORTS_KEY, None)
 
@@ -167,6 +166,8 @@ def _progress_text(snap) -> str:
 
     event = snap.event
     prefix = f"{snap.label} ({snap.task_index + 1}/{snap.n_tasks})"
+    if snap.sessions > 1:
+        prefix += f" · shared with {snap.sessions - 1} other session(s)"
     if snap.cancelled:
         return f"{prefix}: stopping after the batch in flight…"
     if event is None:
@@ -176,7 +177,7 @@ def _progress_text(snap) -> str:
     if event.stage == "downloading":
         return f"{prefix}: downloading the model · {event.message} · {format_eta(event.eta_s)} left"
     if event.stage == "waiting":
-        return f"{prefix}: waiting for another session's extraction of this model…"
+        return f"{prefix}: {event.message or 'waiting for another extraction'}…"
     return f"{prefix}: {event.done}/{event.total} clips · {format_eta(event.eta_s)} left"
 
 
