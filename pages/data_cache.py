@@ -11,7 +11,7 @@ from embedviz.errors import EmbedvizError
 from embedviz.settings import data_roots
 from embedviz.roots import check_dataset_path
 from embedviz.viewstate import keep_words
-from ui import cached, state, widgets
+from ui import cached, data_panels, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
 
@@ -75,6 +75,7 @@ with st.container(border=True):
         c4.metric("Unreadable clips", unreadable, help="Listed but cannot be decoded; extraction skips them."
                   + (f" Counted among the {len(known):,} clips whose header has been read." if partial else ""))
         st.caption(f"Folder: `{demo_root() if not view.dataset else view.dataset}`")
+        data_panels.render_dataset_problems(view.dataset)  # files discovery could not use, if any
         left, right = st.columns([2, 3], gap="medium")
         with left:
             st.dataframe(
@@ -141,14 +142,8 @@ with st.container(border=True):
         else:
             _open(checked)
 
-    # Fetching a dataset and listing a dataset's problem files are their own components.
-    fetch_panel = widgets.optional_hook("ui.data_panels", "render_fetch_panel")
-    if fetch_panel is not None:
-        st.markdown("##### Fetch a dataset")
-        fetch_panel(_open)
-    problems = widgets.optional_hook("ui.data_panels", "render_dataset_problems")
-    if problems is not None and words_df is not None:
-        problems(view.dataset or str(demo_root()))
+    st.markdown("##### Fetch Speech Commands")
+    data_panels.render_fetch_panel(_open)
 
 # ---------------------------------------------------------------------- store
 with st.container(border=True):

@@ -447,3 +447,19 @@ def cka(selections: tuple[LayerSelection, ...]) -> pd.DataFrame:
         blocks, clips = layer_blocks(sel)
         models.append((sel.source.model, sel.layers, blocks, clips))
     return views.cka_table(models)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def layer_measures(sel: LayerSelection, layer: str) -> pd.DataFrame:
+    """One row: PWCCA with one-hot words, k-means word NMI and word ABX across speakers of
+    ``layer`` (one of ``sel.layers``; ``depth`` relative to all of them), on at most
+    :data:`embedviz.measures.MEASURES_MAX_N` clips (:func:`embedviz.views.measures_table`).
+
+    One layer per call, so a page can draw progress between calls: Streamlit replays the
+    elements a cached function touches, so the function itself must not draw.
+    """
+    from embedviz import views
+
+    blocks, clips = layer_blocks(sel)
+    return views.measures_table(dict(zip(sel.layers, blocks, strict=True)), clips, seed=sel.clips.seed,
+                                model=sel.source.model, only=[layer])

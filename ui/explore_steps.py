@@ -288,5 +288,5 @@ def extract_step(view: ViewSettings, chosen: ModelChoice) -> dict:
         st.rerun()  # redraw at once with Extract disabled and the progress bar showing
     if widgets.job_running():
         widgets.job_progress()
-    widgets.last_job_report()
+    widgets.last_job_report(view.dataset)
     return status
