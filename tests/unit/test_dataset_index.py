@@ -259,3 +259,16 @@ def test_many_durations_are_read_in_threads_each_to_its_clip(tmp_path: Path) -> 
     settle(root)
     durations = open_dataset(root).manifest().set_index("clip_id")["duration"]
     assert durations.to_dict() == pytest.approx(expected)
+
+
+def test_an_unwritable_index_folder_costs_a_listing_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make(tmp_path / "data")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the index folder cannot be created under a file")
+    monkeypatch.setenv("EMBEDVIZ_MANIFEST_CACHE", str(blocker / "index"))
+    caplog.set_level(logging.WARNING, logger="embedviz.dataset_index")
+    ds = open_dataset(root)
+    assert len(ds.sample(["yes"], 2)) == 2
+    assert any("cannot write the manifest index" in r.getMessage() for r in caplog.records)
