@@ -151,7 +151,10 @@ def write_index(path: Path, root: Path, index: StoredIndex) -> bool:
         return True
     except OSError as exc:
         logger.warning("cannot write the manifest index %s (%s): the next open lists the folders again", path, exc)
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # nothing was written there either
         return False
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -265,20 +266,23 @@ class SpeechCommandsDataset:
             paths = self._table["path"].to_numpy()[todo]
             values = np.full(len(todo), np.nan)
             reporter = ProgressReporter(progress, total=len(todo), stage="durations")
-            step = max(1, len(todo) // 100)
             done = 0
+            # Headers are small reads, mostly waiting on the disk (libsndfile drops the GIL):
+            # a few threads overlap them. Chunks keep progress and stopping responsive.
+            workers = 1 if len(todo) < _PARALLEL_READ_FROM else _READ_THREADS
+            chunk = max(1 if workers == 1 else 16 * workers, len(todo) // 100)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="embedviz-durations") if workers > 1 else None
             try:
-                for path in paths:
-                    try:
-                        values[done] = audio_info(path).duration
-                    except AudioLoadError as exc:
-                        # Keep the clip listed: extraction reports it as skipped with its reason.
-                        logger.warning("%s", exc)
-                    done += 1
-                    if done % step == 0 or done == len(todo):
-                        reporter.done = done
-                        reporter.report()
+                for start in range(0, len(todo), chunk):
+                    part = paths[start : start + chunk]
+                    read_part = pool.map(_duration_or_nan, part) if pool is not None else map(_duration_or_nan, part)
+                    values[start : start + len(part)] = list(read_part)
+                    done = start + len(part)
+                    reporter.done = done
+                    reporter.report()
             finally:
+                if pool is not None:
+                    pool.shutdown(wait=True)
                 # What was read before a stop (or an error) is kept, and saved, too.
                 table = self._table.copy(deep=False)
                 duration = table["duration"].to_numpy(copy=True)
@@ -408,6 +412,20 @@ class SpeechCommandsDataset:
         if durations:
             self._read_durations(positions)
         return self._table[MANIFEST_COLUMNS].iloc[positions].reset_index(drop=True)
+
+
+#: Reading this many headers or more uses a few threads.
+_PARALLEL_READ_FROM = 256
+_READ_THREADS = 4
+
+
+def _duration_or_nan(path: str) -> float:
+    try:
+        return audio_info(path).duration
+    except AudioLoadError as exc:
+        # Keep the clip listed: extraction reports it as skipped with its reason.
+        logger.warning("%s", exc)
+        return float("nan")
 
 
 def _round_robin(rows: np.ndarray, speakers: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -240,3 +240,35 @@ def test_unreadable_clips_keep_nan_and_are_not_read_again(tmp_path: Path, monkey
     headers = Calls(monkeypatch, datasets, "audio_info")
     again = open_dataset(root).manifest()
     assert len(headers) == 0 and again.equals(m)
+
+
+def test_many_durations_are_read_in_threads_each_to_its_clip(tmp_path: Path) -> None:
+    lengths = [0.2, 0.3, 0.45, 0.6, 0.75]
+    bases = []
+    for i, seconds in enumerate(lengths):
+        bases.append(tmp_path / f"base{i}.wav")
+        write_clip(bases[-1], seconds)
+    root = tmp_path / "data"
+    expected = {}
+    for w, word in enumerate(["yes", "no"]):
+        (root / word).mkdir(parents=True)
+        for k in range(200):  # 400 clips: past the threaded threshold
+            base = (k * 7 + w) % len(lengths)
+            os.link(bases[base], root / word / f"s{k:03d}_nohash_0.wav")
+            expected[f"{word}/s{k:03d}_nohash_0.wav"] = lengths[base]
+    settle(root)
+    durations = open_dataset(root).manifest().set_index("clip_id")["duration"]
+    assert durations.to_dict() == pytest.approx(expected)
+
+
+def test_an_unwritable_index_folder_costs_a_listing_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make(tmp_path / "data")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the index folder cannot be created under a file")
+    monkeypatch.setenv("EMBEDVIZ_MANIFEST_CACHE", str(blocker / "index"))
+    caplog.set_level(logging.WARNING, logger="embedviz.dataset_index")
+    ds = open_dataset(root)
+    assert len(ds.sample(["yes"], 2)) == 2
+    assert any("cannot write the manifest index" in r.getMessage() for r in caplog.records)
