@@ -137,7 +137,7 @@ def _votes_table(own: OwnClip) -> pd.DataFrame:
             "predicted word": vote.predicted,
             "share of votes": f"{round(vote.share * vote.k)} of {vote.k} ({vote.share:.0%})",
             "nearest clip": f"{nn.iloc[0]['word']} · {nn.iloc[0]['speaker']}" if len(nn) else "—",
-            "similarity": float(nn.iloc[0]["similarity"]) if len(nn) else float("nan"),
+            "similarity": f"{float(nn.iloc[0]['similarity']):.3f}" if len(nn) else "—",
         })
     return pd.DataFrame(rows)
 
@@ -171,8 +171,7 @@ def render_own_clip(view: ViewSettings, status: dict, panels: list[tuple[str, li
         st.info("Your clip is not placed: no panel is drawn yet (extract first), or every model failed above.")
         return
     st.markdown("**k-NN vote per panel** (the word most of its nearest stored clips say)")
-    st.dataframe(_votes_table(own), hide_index=True, key="own_votes",
-                 column_config={"similarity": st.column_config.NumberColumn(format="%.3f")})
+    st.table(_votes_table(own).set_index("panel"))
     keys = list(own.placed)
     key = st.selectbox("Nearest stored clips in", keys, format_func=own.labels.get, key=PANEL_KEY)
     p = own.placed[key].placement
