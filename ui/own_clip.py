@@ -41,6 +41,7 @@ class OwnClip:
     name: str
     data: bytes
     digest: str
+    mime: str = "audio/wav"
     placed: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
     labels: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
@@ -50,8 +51,8 @@ class OwnClip:
         return {key: [float(v) for v in p.coords] for key, p in self.placed.items()}
 
 
-def _chosen_file() -> tuple[str, bytes] | None:
-    """``(name, bytes)`` of the upload or recording the widgets hold (None: nothing yet).
+def _chosen_file() -> tuple[str, bytes, str] | None:
+    """``(name, bytes, MIME type)`` of the upload or recording the widgets hold (None: nothing yet).
 
     Raises:
         ConfigError: the file is larger than ``$EMBEDVIZ_MAX_UPLOAD_MB``.
@@ -61,7 +62,7 @@ def _chosen_file() -> tuple[str, bytes] | None:
     if file is None:
         return None
     limits.check_upload(int(file.size))
-    return (file.name or "recording.wav"), file.getvalue()
+    return (file.name or "recording.wav"), file.getvalue(), (file.type or "audio/wav")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -102,7 +103,7 @@ def placed(view: ViewSettings, status: dict, panels: list[tuple[str, list]]) -> 
         return OwnClip("", b"", "", errors=(str(error),))
     if chosen is None:
         return None
-    name, data = chosen
+    name, data, mime = chosen
     clip_digest = digest(data)
     found: dict[tuple[str, tuple[str, ...]], Any] = {}
     labels: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -125,7 +126,7 @@ def placed(view: ViewSettings, status: dict, panels: list[tuple[str, list]]) -> 
             labels[s.key] = s.label()
         except EmbedvizError as error:
             errors.append(f"{s.label()}: {error}")
-    return OwnClip(name, data, clip_digest, found, labels, tuple(dict.fromkeys(errors)))
+    return OwnClip(name, data, clip_digest, mime, found, labels, tuple(dict.fromkeys(errors)))
 
 
 def _votes_table(own: OwnClip) -> pd.DataFrame:
@@ -166,7 +167,7 @@ def render_own_clip(view: ViewSettings, status: dict, panels: list[tuple[str, li
         st.error(message)
     if not own.data:
         return
-    st.audio(own.data)
+    st.audio(own.data, format=own.mime)
     if not own.placed:
         st.info("Your clip is not placed: no panel is drawn yet (extract first), or every model failed above.")
         return
