@@ -3,7 +3,9 @@
 Reads top to bottom as the user sees it: each step draws its widgets (seeded from the
 URL) and returns what was chosen (``ui.explore_steps``); the new view is written back to
 the URL; the results come from the embedding store (``ui.explore_results``). Only the
-Extract button runs models (in a background thread, ``ui.jobs``).
+Extract button runs models on the dataset (in a background thread, ``ui.jobs``); a clip
+the user uploads or records runs alone (``ui.own_clip``) and is starred in every plot.
+Below the plots, the downloads (``ui.exports``).
 """
 
 from __future__ import annotations
