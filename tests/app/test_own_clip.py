@@ -137,3 +137,19 @@ def test_a_file_that_is_not_audio_or_too_long_says_why(env, monkeypatch: pytest.
     at.get("file_uploader")[0].set_value(("long.wav", long.read_bytes(), "audio/wav")).run()
     no_exception(at)
     assert any("2.5 s is longer than the 1 s limit" in e for e in texts(at.error))
+
+
+def test_in_3d_the_clip_is_a_marker_on_its_own_point(env) -> None:
+    at = _extracted({**PARAMS, "dims": "3", "layers": "mfcc"})
+    clip = open_dataset(None).sample(["yes", "no"], 6, seed=0).iloc[7]
+    at.get("file_uploader")[0].set_value((Path(clip["path"]).name, Path(clip["path"]).read_bytes(), "audio/wav")).run()
+    no_exception(at)
+    (chart,) = at.get("plotly_chart")
+    spec = json.loads(chart.proto.spec)
+    (own,) = [t for t in spec["data"] if t.get("name") == "your clip"]
+    assert own["type"] == "scatter3d"
+    point = [
+        [_array(t[a])[i] for a in "xyz"] for t in spec["data"] if t.get("customdata")
+        for i, c in enumerate(t["customdata"]) if c[0] == clip["clip_id"]
+    ]
+    np.testing.assert_allclose([_array(own[a])[0] for a in "xyz"], point[0], atol=1e-3)
