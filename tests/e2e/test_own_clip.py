@@ -97,3 +97,50 @@ def test_upload_your_clip_see_the_star_and_vote_then_export(app_url: str, page: 
     assert "logmel" in download.value.suggested_filename
     assert len(meta) == 48 and X.shape[0] == 48 and set(meta["word"]) == {"yes", "no", "up", "down"}
     _clean(page, "after the downloads")
+
+
+def test_record_your_clip_with_the_browser_microphone(app_url: str, browser, screenshots: Path, tmp_path: Path) -> None:
+    """st.audio_input with Chromium's fake microphone playing a synthesised word."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    spoken = tmp_path / "no.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us+f4", "-s", "150", "-w", str(spoken), "no"], check=True)
+    wave, rate = sf.read(spoken)
+    mic = tmp_path / "mic.wav"  # Chromium's fake capture device wants 48 kHz; a little silence around the word
+    pad = np.zeros(48000 // 4)
+    sf.write(mic, np.concatenate([pad, soxr.resample(wave, rate, 48000), pad, pad]), 48000, subtype="PCM_16")
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={mic}%noloop"]
+    own_browser = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=args)
+    try:
+        context = own_browser.new_context(viewport={"width": 1440, "height": 1000}, permissions=["microphone"])
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{app_url}/?{PARAMS}&pool=speech")
+        _idle(page)
+        extract = page.get_by_role("button", name="Extract")
+        if extract.is_enabled():
+            extract.click()
+            page.wait_for_timeout(1000)
+            _idle(page)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 2", timeout=120_000)
+        page.get_by_text("Record", exact=True).click()
+        _idle(page)
+        button = page.get_by_test_id("stAudioInput").get_by_test_id("stAudioInputActionButton")
+        button.click()  # start
+        page.wait_for_timeout(2500)
+        button.click()  # stop: the recording is sent to the app
+        page.wait_for_function(f"() => ({STARS})().every(s => s !== null)", timeout=120_000)
+        _idle(page)
+        _clean(page, "after the recording")
+        assert "predicted word" in page.get_by_test_id("stTable").first.inner_text()
+        page.get_by_text("Your own clip", exact=True).scroll_into_view_if_needed()
+        page.screenshot(path=str(screenshots / "own-clip-recording.png"))
+    finally:
+        own_browser.close()
