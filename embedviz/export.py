@@ -50,8 +50,11 @@ META_COLUMNS: tuple[str, ...] = ("clip_id", "path", "word", "speaker", "model", 
 DIM_PREFIX = "e"
 #: The one copy of plotly.js in a figure file set (what ``include_plotlyjs="directory"`` links to).
 PLOTLY_JS = "plotly.min.js"
-#: Plotly config of exported figures: the toolbar stays, with its PNG button, without the logo.
-FIGURE_CONFIG: dict[str, object] = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+#: Plotly config of exported figures: the toolbar stays, with its PNG button, without the logo
+#: and without "Share chart..." (it uploads to Plotly's cloud; these files are for offline use).
+FIGURE_CONFIG: dict[str, object] = {
+    "displaylogo": False, "showSendToCloud": False, "toImageButtonOptions": {"format": "png", "scale": 2},
+}
 
 
 def _dim_columns(d: int) -> list[str]:

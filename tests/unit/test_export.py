@@ -111,6 +111,7 @@ def test_figure_file_set_holds_plotly_js_once_and_opens_offline(stored, tmp_path
             assert len(page) < len(js) / 10  # the library is not copied into the page
             assert "cdn.plot.ly" not in page  # opens offline
             assert '"displaylogo": false' in page and "modeBarButtonsToRemove" not in page  # toolbar (PNG) kept
+            assert '"showSendToCloud": false' in page  # no upload to Plotly's cloud from an offline file
         index = zf.read("index.html").decode()
         assert all(f'href="{n}"' in index for n in pages)
         starred = [n for n in pages if "your clip" in zf.read(n).decode()]
