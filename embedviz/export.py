@@ -177,14 +177,17 @@ def coordinates_frame(panels: Sequence[ExportPanel]) -> pd.DataFrame:
         frames.append(
             pd.DataFrame(
                 {
-                    "model": p.model, "layers": "+".join(p.layers), "pooling": p.pooling, "projection": p.data.projection,
+                    "model": p.model, "layers": "+".join(p.layers), "pooling": p.pooling,
+                    "projection": p.data.projection,
                     "clip_id": clips["clip_id"].astype(str).to_numpy(), "path": clips["path"].astype(str).to_numpy(),
                     "word": clips["word"].astype(str).to_numpy(), "speaker": clips["speaker"].astype(str).to_numpy(),
                     **axes,
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "layers", "clip_id", "x", "y"])
+    if not frames:
+        return pd.DataFrame(columns=["model", "layers", "clip_id", "x", "y"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def metrics_frame(panels: Sequence[ExportPanel]) -> pd.DataFrame:

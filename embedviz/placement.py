@@ -134,7 +134,9 @@ def clip_rows(extractor: "Extractor", waveform: np.ndarray) -> list[dict[str, An
     return _rows_for(extractor, [(clip, np.asarray(waveform, dtype=np.float32))])
 
 
-def pool_rows(rows: Sequence[Mapping[str, Any]], pooling: str, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def pool_rows(
+    rows: Sequence[Mapping[str, Any]], pooling: str, layers: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """Layer -> pooled vector of :func:`clip_rows` rows, pooled as the store pools its clips.
 
     Raises:
@@ -304,7 +306,9 @@ def panel_vector(stored_blocks: Sequence[np.ndarray], vectors: Sequence[np.ndarr
         arr = np.asarray(block, dtype=np.float64)
         v = np.asarray(vector, dtype=np.float64).reshape(-1)
         if arr.ndim != 2 or arr.shape[1] != v.shape[0]:
-            raise ConfigError(f"layer {i}: the clip's vector has {v.shape[0]} dims; the stored block has shape {arr.shape}")
+            raise ConfigError(
+                f"layer {i}: the clip's vector has {v.shape[0]} dims; the stored block has shape {arr.shape}"
+            )
         mean, std = arr.mean(axis=0), arr.std(axis=0)
         z = np.divide(v - mean, std, out=np.zeros_like(v), where=std > 0)
         parts.append(z / math.sqrt(arr.shape[1]))

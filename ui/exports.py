@@ -104,40 +104,47 @@ def render_exports(view: ViewSettings, status: dict, panels: list[tuple[str, lis
     st.caption("Files are made when you press a button. Figures open offline: unzip and open index.html "
                "(plotly.js is in the zip once); the camera icon of a figure's toolbar saves a PNG." + hidden)
     exported = [_export_panel(view, s) for s in shown]
-    by_key = {s.key: (s, e) for s, e in zip(shown, exported, strict=True)}
+    by_key = {s.key: s for s in shown}
     labels = {s.key: s.label() for s in shown}
     stem = f"embedviz_{view.pooling.replace(':', '-')}_{view.method}{view.dims}d"
 
     c1, c2, c3 = st.columns(3)
     _button(c1, "Coordinates (CSV)", lambda: export.to_csv_bytes(export.coordinates_frame(exported)),
-            f"{stem}_coordinates.csv", CSV, "ex_dl_coords", "Every panel's points as drawn: model, layers, clip, word, speaker, x, y.")
+            f"{stem}_coordinates.csv", CSV, "ex_dl_coords",
+            "Every panel's points as drawn: model, layers, clip, word, speaker, x, y.")
     _button(c2, "Metrics (CSV)", lambda: export.to_csv_bytes(export.metrics_frame(exported)),
-            f"{stem}_metrics.csv", CSV, "ex_dl_metrics", "One row per panel: k-NN accuracy, silhouette, chance, trust, clip counts.")
+            f"{stem}_metrics.csv", CSV, "ex_dl_metrics",
+            "One row per panel: k-NN accuracy, silhouette, chance, trust, clip counts.")
     own = own_clip.placed(view, status, panels)
     own_points = {k: v.coords for k, v in own.placed.items()} if own is not None else {}
     colors = _word_colors(view)
     figure_labels = {s.key: cached.model_label(s.model) for s in shown}
     _button(c3, "Figures (HTML, zip)", lambda: export.figures_zip(export.panel_figures(
         exported, figure_labels, color_by=view.color_by, colors=colors, own_points=own_points)),
-        f"{stem}_figures.zip", ZIP, "ex_dl_figures", "One standalone HTML file per panel, with plotly.min.js once beside them.")
+        f"{stem}_figures.zip", ZIP, "ex_dl_figures",
+        "One standalone HTML file per panel, with plotly.min.js once beside them.")
 
     st.markdown("**Embeddings** of one panel (one row per clip: clip_id, path, word, speaker, then e0, e1, …)")
     keys = list(by_key)
     d1, d2, d3 = st.columns([2, 1, 1])
     key = d1.selectbox("Panel", keys, format_func=labels.get, key="ex_dl_panel", label_visibility="collapsed")
-    s, e = by_key[key]
+    s = by_key[key]
     try:
         X, clips = cached.layer_matrix(s.sel)
     except EmbedvizError as error:
         st.error(str(error))
         return
-    frame = lambda: export.embeddings_frame(X, clips, model=s.model, layers=s.layers, pooling=view.pooling)  # noqa: E731
+
+    def frame():
+        return export.embeddings_frame(X, clips, model=s.model, layers=s.layers, pooling=view.pooling)
+
     name = export.safe_name(f"{s.model}_{'+'.join(s.layers)}_{view.pooling}")
-    note = " (layers joined: each z-scored and scaled by 1/sqrt(width), as the panel uses them)" if len(s.layers) > 1 else ""
+    what = ("the layers joined as the panel uses them (each z-scored and scaled by 1/sqrt(width))"
+            if len(s.layers) > 1 else "exactly the stored vectors")
     _button(d2, "Parquet", lambda: export.to_parquet_bytes(frame()), f"{name}.parquet", PARQUET, "ex_dl_parquet",
-            "float32, exactly the stored vectors" + note)
+            f"float32: {what}")
     _button(d3, "CSV", lambda: export.to_csv_bytes(frame()), f"{name}.csv", CSV, "ex_dl_csv",
-            "Each float written so it reads back to the same float32" + note)
+            f"Each float written so it reads back to the same float32: {what}")
     _selection(view, X, clips, s, name)
 
 
@@ -152,8 +159,11 @@ def _selection(view: ViewSettings, X, clips, s: Shown, name: str) -> None:
         where = (f"{len(ids)} clips: more than {MAX_URL_SELECTION}, so not in the URL (a link holding hundreds of clip "
                  "ids breaks browsers' and servers' URL limits); kept in this session; download it to keep it.")
     st.markdown(f"**Box/lasso selection** · {where}")
-    frame = lambda: export.select_clips(  # noqa: E731
-        export.embeddings_frame(X, clips, model=s.model, layers=s.layers, pooling=view.pooling), ids)
+
+    def frame():
+        return export.select_clips(
+            export.embeddings_frame(X, clips, model=s.model, layers=s.layers, pooling=view.pooling), ids)
+
     e1, e2 = st.columns(2)
     _button(e1, "Selection (Parquet)", lambda: export.to_parquet_bytes(frame()), f"{name}_selection.parquet", PARQUET,
             "ex_dl_sel_parquet", f"The selected clips' embeddings in {s.label()}")

@@ -78,7 +78,8 @@ def test_an_uploaded_clip_gets_a_star_on_every_panel_a_vote_and_neighbours(env, 
     from embedviz.store import EmbeddingStore, read_layers
 
     extractor = load_extractor("baseline:mel")
-    vector = embed_clip(extractor, load_clip(spoken_yes, extractor.sample_rate, name="yes.wav"), "mean", ["mfcc"])["mfcc"]
+    wave = load_clip(spoken_yes, extractor.sample_rate, name="yes.wav")
+    vector = embed_clip(extractor, wave, "mean", ["mfcc"])["mfcc"]
     sample = open_dataset(None).sample(["yes", "no"], 6, seed=0)
     stored = read_layers(EmbeddingStore(env["cache"]), ExtractionSettings(model="baseline:mel"), ["mfcc"], "mean",
                          manifest=sample)["mfcc"]
@@ -89,7 +90,8 @@ def test_an_uploaded_clip_gets_a_star_on_every_panel_a_vote_and_neighbours(env, 
     cards = [m for m in texts(at.markdown) if "similarity" in m]
     assert len(cards) == 5
     for card, (_, row) in zip(cards, expected.neighbours.iterrows(), strict=True):
-        assert card.startswith(f"**{row['word']}** · speaker `{row['speaker']}`") and f"{row['similarity']:.3f}" in card
+        assert card.startswith(f"**{row['word']}** · speaker `{row['speaker']}`")
+        assert f"{row['similarity']:.3f}" in card
     assert len(at.get("audio")) >= 6  # your clip + its 5 neighbours
 
 
