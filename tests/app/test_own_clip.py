@@ -95,9 +95,12 @@ def test_an_uploaded_clip_gets_a_star_on_every_panel_a_vote_and_neighbours(env, 
     assert len(at.get("audio")) >= 6  # your clip + its 5 neighbours
 
 
-def test_a_stored_clip_uploaded_lands_on_its_own_point_in_aligned_panels(env) -> None:
-    """PCA places a vector exactly; the second panel is Procrustes-aligned and the star follows."""
-    at = _extracted(PARAMS)
+@pytest.mark.parametrize("pool", ["mean", "meanstd", "speech", "time:0.3"])
+def test_a_stored_clip_uploaded_lands_on_its_own_point_in_aligned_panels(env, pool: str) -> None:
+    """PCA places a vector exactly; the second panel is Procrustes-aligned and the star follows.
+    With every pooling: the clip is pooled from its forward pass as the store pools it."""
+    at = _extracted({**PARAMS, "pool": pool})
+    assert (at.query_params["pool"] if "pool" in at.query_params else "mean") == pool and not at.warning
     clip = open_dataset(None).sample(["yes", "no"], 6, seed=0).iloc[2]
     at.get("file_uploader")[0].set_value((Path(clip["path"]).name, Path(clip["path"]).read_bytes(), "audio/wav")).run()
     no_exception(at)
