@@ -14,7 +14,7 @@ import streamlit as st
 
 from embedviz.errors import EmbedvizError
 from embedviz.viewstate import ViewSettings, spec
-from ui import cached, state, widgets
+from ui import cached, measures_panel, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
 
@@ -122,6 +122,9 @@ with st.container(border=True):
             )
     else:
         st.info("No metrics: too few stored clips.")
+
+measures_panel.render_speaker_word(full)
+measures_panel.render_measures(ready, labels)
 
 left, right = st.columns(2, gap="medium")
 
