@@ -613,6 +613,36 @@ def cka_figure(df: "pd.DataFrame", title: str = "") -> "go.Figure":
     return fig
 
 
+#: Name, symbol and colour of a user's own clip in every panel (the browser tests find it by name).
+OWN_CLIP_NAME = "your clip"
+OWN_CLIP_COLOUR = "#111111"
+
+
+def add_own_clip(fig: "go.Figure", point: Sequence[float], label: str = OWN_CLIP_NAME, hover: str = "") -> "go.Figure":
+    """Add a user's own clip to a scatter figure as a large star (2D, or 3D for a 3-long point).
+
+    An extra trace on top of the others, with a legend entry and its own hover text, so it
+    is found in every panel and never mistaken for a stored clip. Returns ``fig``.
+    """
+    import plotly.graph_objects as go
+
+    xyz = [float(v) for v in point]
+    if len(xyz) not in (2, 3) or not all(math.isfinite(v) for v in xyz):
+        raise ConfigError(f"a placed clip needs 2 or 3 finite coordinates, got {point!r}")
+    marker = {"symbol": "star", "size": 20, "color": "#facc15", "line": {"width": 2, "color": OWN_CLIP_COLOUR}}
+    common = {
+        "mode": "markers+text", "name": label, "text": [label], "textposition": "top center",
+        "textfont": {"size": 12, "color": OWN_CLIP_COLOUR}, "showlegend": True,
+        "hovertemplate": (hover or label) + "<extra></extra>",
+    }
+    if len(xyz) == 3:
+        marker = {**marker, "symbol": "diamond", "size": 9}  # Scatter3d has no star symbol
+        fig.add_trace(go.Scatter3d(x=[xyz[0]], y=[xyz[1]], z=[xyz[2]], marker=marker, **common))
+    else:
+        fig.add_trace(go.Scatter(x=[xyz[0]], y=[xyz[1]], marker=marker, **common))
+    return fig
+
+
 #: Readable names for the speaker-vs-word and layer-wise measure columns
 #: (:data:`embedviz.metrics.SPEAKER_WORD_COLUMNS`, :data:`embedviz.measures.MEASURE_COLUMNS`).
 MEASURE_LABELS: dict[str, str] = {
@@ -779,6 +809,8 @@ def write_html(fig: "go.Figure", path: str | Path) -> Path:
 
 __all__ = [
     "DIM_OPACITY",
+    "OWN_CLIP_NAME",
+    "add_own_clip",
     "MEASURE_LABELS",
     "METRIC_LABELS",
     "SYMBOLS",

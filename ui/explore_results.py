@@ -57,9 +57,9 @@ def _marks(view: ViewSettings, sample, neighbours) -> dict[str, str]:
     return marks
 
 
-def _panel(view, status, name, layers, reduction, colors, coords, marks, n_panels) -> None:
+def _panel(view, status, name, layers, reduction, colors, coords, marks, n_panels, own=None) -> None:
     """One plot: the projection of a model's layer (or concatenated layers) with its numbers."""
-    from embedviz.figures import scatter_figure, title_for
+    from embedviz.figures import add_own_clip, scatter_figure, title_for
 
     label = cached.model_label(name)
     sel = cached.LayerSelection(status[name][0], layers, view.pooling)
@@ -96,6 +96,8 @@ def _panel(view, status, name, layers, reduction, colors, coords, marks, n_panel
         fig.update_xaxes(title_text=None)
         fig.update_yaxes(title_text=None)
     widgets.mark_clips(fig, coords, clips["clip_id"], marks)
+    if own is not None:  # the user's own clip (ui.own_clip), placed on this panel's projection
+        add_own_clip(fig, own)
     chart_key = f"plot::{name}::{'+'.join(layers)}"
     st.plotly_chart(
         fig, key=chart_key, on_select=lambda k=chart_key, m=name, ls=layers: _on_select(k, m, ls),
@@ -123,8 +125,9 @@ def _neighbours(view: ViewSettings, status):
         return None
 
 
-def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df) -> None:
-    """The panels (left) and the selected clip with its neighbours (right)."""
+def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df, own=None) -> None:
+    """The panels (left) and the selected clip with its neighbours (right); ``own`` maps a
+    panel ``(model, layers)`` to the user's own clip's point there (drawn as a star)."""
     from embedviz.figures import word_colors
 
     reduction = view.reduction_settings()
@@ -161,7 +164,8 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
             cols = st.columns(n_cols)
             for i, (name, layers) in enumerate(section):
                 with cols[i % n_cols]:
-                    _panel(view, status, name, layers, reduction, colors, aligned[i], marks, n_panels)
+                    _panel(view, status, name, layers, reduction, colors, aligned[i], marks, n_panels,
+                           (own or {}).get((name, tuple(layers))))
     with side:
         _clip_side(view, sample, nn)
     _selection_table(view, sample)
