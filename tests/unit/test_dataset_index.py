@@ -272,3 +272,23 @@ def test_an_unwritable_index_folder_costs_a_listing_not_an_error(
     ds = open_dataset(root)
     assert len(ds.sample(["yes"], 2)) == 2
     assert any("cannot write the manifest index" in r.getMessage() for r in caplog.records)
+
+
+def test_the_app_opens_a_dataset_without_reading_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+
+    from ui import cached
+
+    root = make(tmp_path / "data")
+    headers = Calls(monkeypatch, datasets, "audio_info")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        assert cached.dataset_words(str(root)) == ["cat", "no", "yes"]
+        assert len(cached.manifest(str(root))) == 9
+        assert len(headers) == 0
+        assert cached.sample(str(root), ("no",), 2, 0)["duration"].notna().all()
+        assert len(headers) == 2  # the sampled clips only
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
