@@ -306,7 +306,7 @@ def render_fetch_panel(on_open: Callable[[str], None]) -> None:
             help="Only these words' folders are unpacked, while the archive streams.",
         )
         url = st.text_input("Archive address (optional)", key="dc_fetch_url",
-                            placeholder=f"default: {ARCHIVE_URLS['v0.02']}",
+                            placeholder="default: the official archive of the chosen version (download.tensorflow.org)",
                             help="Any http or https address of a Speech Commands .tar.gz (a mirror); "
                                  "other schemes are refused.")
         c1, c2 = st.columns(2)

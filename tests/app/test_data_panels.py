@@ -145,7 +145,8 @@ def test_fetch_from_a_local_server_then_open_the_dataset(env, serve) -> None:
     fill_form(at, server.url, words=("yes", "cat"))
     fetch_button(at).click().run()
     no_exception(at)
-    assert FETCH_JOB in at.session_state, texts(at.error)
+    # Started (a small local archive may even be done by now).
+    assert FETCH_JOB in at.session_state or "_dc_fetch_done" in at.session_state, texts(at.error)
     wait_for_fetch(at)
     no_exception(at)
 
@@ -176,7 +177,7 @@ def test_the_url_field_is_checked_like_the_cli(env, serve, url: str, needle: str
     fill_form(at, url)
     fetch_button(at).click().run()
     no_exception(at)
-    assert FETCH_JOB not in at.session_state
+    assert FETCH_JOB not in at.session_state and "_dc_fetch_done" not in at.session_state
     assert any(needle in e and e.startswith("Archive address") for e in texts(at.error)), texts(at.error)
     assert not (env["data"] / "sc").exists(), "nothing is written for a refused address"
 
@@ -188,7 +189,7 @@ def test_the_destination_must_be_one_new_folder_under_a_data_root(env, serve, fo
     fill_form(at, server.url, folder=folder)
     fetch_button(at).click().run()
     no_exception(at)
-    assert FETCH_JOB not in at.session_state
+    assert FETCH_JOB not in at.session_state and "_dc_fetch_done" not in at.session_state
     assert any(e.startswith(("Folder name", "Destination")) for e in texts(at.error)), texts(at.error)
 
 
