@@ -34,7 +34,7 @@ Throwaway environment (nothing is installed into the product's venv; no torch do
     # reuse the product venv's torch / transformers / numpy (a .pth file appends its site-packages)
     echo "$VIRTUAL_ENV/lib/python3.11/site-packages" > /tmp/dacvenv/lib/python3.11/site-packages/_main.pth
     /tmp/dacvenv/bin/python -m pip install --no-deps descript-audio-codec einops
-    /tmp/dacvenv/bin/python scripts/check_dac_parity.py [--clips 4] [--seed 0]
+    /tmp/dacvenv/bin/python scripts/check_dac_parity.py [--variant 16khz|24khz|44khz] [--clips 4] [--seed 0]
 
 ``descript-audiotools`` is not needed: the model modules import only ``AudioSignal``,
 ``STFTParams`` and ``ml.BaseModel`` from it at module level (for ``compress``, the losses and
@@ -61,6 +61,13 @@ DAC_16KHZ = dict(
     encoder_dim=64, encoder_rates=[2, 4, 5, 8], latent_dim=None, decoder_dim=1536, decoder_rates=[8, 5, 4, 2],
     n_codebooks=12, codebook_size=1024, codebook_dim=8, quantizer_dropout=False, sample_rate=16000,
 )
+#: The other published variants (``--variant``): same layout, other rates and codebook counts.
+VARIANTS = {
+    "16khz": DAC_16KHZ,
+    "24khz": {**DAC_16KHZ, "n_codebooks": 32, "sample_rate": 24000},
+    "44khz": {**DAC_16KHZ, "encoder_rates": [2, 4, 8, 8], "decoder_rates": [8, 8, 4, 2], "n_codebooks": 9,
+              "sample_rate": 44100},
+}
 #: float32 noise allowed between two implementations of the same convolutions (relative to the
 #: layer's largest value); cosine distance allowed per frame.
 MAX_RELATIVE_DIFF = 1e-4
@@ -204,7 +211,7 @@ def convert(original_model, kwargs: dict, swap: bool = False):
     return model
 
 
-def demo_clips(n: int) -> list:
+def demo_clips(n: int, rate: int = 16000) -> list:
     """``n`` demo clips of different words at 16 kHz; all but the first cut to lengths that are
     not a multiple of the hop (320), so the padding and the valid-frame counts are exercised."""
     from embedviz.audio import load_audio
@@ -214,7 +221,7 @@ def demo_clips(n: int) -> list:
     picked = manifest.groupby("word", sort=True).head(1).head(n)
     clips = []
     for i, row in enumerate(picked.itertuples()):
-        wave = load_audio(row.path, 16000)
+        wave = load_audio(row.path, rate)
         clips.append((row.clip_id, wave[: max(321, len(wave) - 977 * i)]))
     return clips
 
@@ -264,6 +271,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=4, help="demo clips to compare (different words)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="16khz", help="architecture to build")
     parser.add_argument("--negative-control", action="store_true",
                         help=f"swap {SWAPPED[0]} and {SWAPPED[1]} in the conversion; the check must then "
                         "report differences (exit 0 if it does, 1 if it misses them)")
@@ -277,18 +285,20 @@ def main() -> int:
 
     original = import_original_dac()
     torch.manual_seed(args.seed)
-    dac = original.DAC(**DAC_16KHZ).eval()
+    kwargs = VARIANTS[args.variant]
+    dac = original.DAC(**kwargs).eval()
     randomise(dac, args.seed)
-    hf = convert(dac, DAC_16KHZ, swap=args.negative_control)
-    hop = int(np.prod(DAC_16KHZ["encoder_rates"]))
+    hf = convert(dac, kwargs, swap=args.negative_control)
+    hop = int(np.prod(kwargs["encoder_rates"]))
+    rate = int(kwargs["sample_rate"])
     worst = 0.0
     failed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "dac_16khz_random"
+        folder = Path(tmp) / f"dac_{args.variant}_random"
         hf.save_pretrained(folder)
-        DacFeatureExtractor(sampling_rate=16000, hop_length=hop).save_pretrained(folder)
+        DacFeatureExtractor(sampling_rate=rate, hop_length=hop).save_pretrained(folder)
         ours = load_extractor(str(folder), device="cpu")
-        clips = demo_clips(args.clips)
+        clips = demo_clips(args.clips, rate)
         rows: dict[str, list[tuple[float, float, float]]] = {}
         code_mismatch = 0
         code_total = 0
@@ -315,7 +325,7 @@ def main() -> int:
                     continue
                 rows.setdefault(name, []).append(stats(a, b))
         lengths = ", ".join(f"{c} ({len(w)} samples)" for c, w in clips)
-        print(f"\n{len(clips)} demo clips: {lengths}; random weights, seed {args.seed}")
+        print(f"\nDAC {args.variant}, {len(clips)} demo clips at {rate} Hz: {lengths}; random weights, seed {args.seed}")
         print(f"{'compared with the original DAC':40s} {'max |diff|':>11s} {'rel. diff':>10s} {'cos. dist':>10s}")
         for name, values in rows.items():
             diff, rel, cos = (max(v[i] for v in values) for i in range(3))

@@ -145,19 +145,20 @@ class ExtractionJob:
             self._thread.join(timeout)
         return self.snapshot().done
 
-    def attach(self) -> JobHandle:
-        """A new session's view of this job (its own Cancel)."""
+    def attach(self) -> JobHandle | None:
+        """A new session's view of this job (its own Cancel); None if the job is stopping."""
         handle = JobHandle(self)
-        with self._lock:
+        with self._lock:  # the same lock as _detach's decision: no attach to a job that just stopped
+            if self._stop.is_set():
+                return None
             self._handles.append(handle)
         return handle
 
     def _detach(self, handle: JobHandle) -> None:
         """``handle`` cancelled: stop the job once no attached session wants it any more."""
         with self._lock:
-            wanted = [h for h in self._handles if not h.cancel_requested]
-        if not wanted:
-            self.cancel()
+            if not any(not h.cancel_requested for h in self._handles):
+                self._stop.set()
 
     @property
     def sessions(self) -> int:
@@ -355,17 +356,20 @@ class JobRegistry:
         key = job_key(tasks, store)
         with self._lock:
             self._jobs = {k: j for k, j in self._jobs.items() if not j.snapshot().done}
-            job = self._jobs.get(key)
-            if job is None or job.cancel_requested:
-                job = ExtractionJob(tasks=list(tasks), store=store, load=load, batch_size=batch_size, slots=self._slots)
-                self._jobs[key] = job
-                self.started += 1
-                handle = job.attach()
-                job.start()
-                logger.info("extraction job %s started (%d task(s))", key[:12], len(tasks))
-                return handle
-            logger.info("extraction job %s shared with another session", key[:12])
-            return job.attach()
+            running = self._jobs.get(key)
+            shared = running.attach() if running is not None else None
+            if shared is not None:
+                logger.info("extraction job %s shared with another session", key[:12])
+                return shared
+            # Nothing running for this work, or it is stopping (every session cancelled): a new job.
+            job = ExtractionJob(tasks=list(tasks), store=store, load=load, batch_size=batch_size, slots=self._slots)
+            self._jobs[key] = job
+            self.started += 1
+            handle = job.attach()
+            assert handle is not None  # a job that has not started cannot be stopping
+            job.start()
+            logger.info("extraction job %s started (%d task(s))", key[:12], len(tasks))
+            return handle
 
     def running(self) -> list[ExtractionJob]:
         """Jobs not finished yet."""

@@ -162,12 +162,17 @@ def collect_finished_job() -> None:
 
 
 def _progress_text(snap) -> str:
+    text = _progress_line(snap)
+    if snap.sessions > 1:  # other sessions pressed Extract for the same work and follow this job
+        text += f" · shared with {snap.sessions - 1} other session(s)"
+    return text
+
+
+def _progress_line(snap) -> str:
     from embedviz.progress import format_eta
 
     event = snap.event
     prefix = f"{snap.label} ({snap.task_index + 1}/{snap.n_tasks})"
-    if snap.sessions > 1:
-        prefix += f" · shared with {snap.sessions - 1} other session(s)"
     if snap.cancelled:
         return f"{prefix}: stopping after the batch in flight…"
     if event is None:
