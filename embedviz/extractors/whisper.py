@@ -347,6 +347,61 @@ def estimate_seconds_per_clip(
     return flops / (gflops * 1e9)
 
 
+#: Share of the measured matmul GFLOP/s the Whisper encoder reaches end to end on CPU
+#: (``bench/bench_extraction.py``: measured padded and crop seconds per clip against
+#: :func:`estimate_seconds_per_clip` at the machine's matmul rate), so the app's ETAs are
+#: neither optimistic by the whole gap between a 1024x1024 matmul and a full encoder.
+ETA_EFFICIENCY = 0.6
+
+
+def whisper_config_for(model: str) -> WhisperConfig:
+    """The ``WhisperConfig`` of ``model`` without loading weights (catalogue, ``random-init:``, folder).
+
+    Raises:
+        ConfigError: ``model`` is not a Whisper model, or its config is not known without the hub.
+    """
+    from transformers import WhisperConfig
+
+    from embedviz import catalogue
+    from embedviz.errors import EmbedvizError
+    from embedviz.modelref import ModelRef
+
+    try:
+        ref = ModelRef.parse(model)
+        if ref.kind in ("random_init", "catalogue"):
+            model_type, kwargs = catalogue.embedded_config(ref.id)
+            if model_type == "whisper":
+                return WhisperConfig(**kwargs)
+        elif ref.kind == "local_folder":
+            config = WhisperConfig.from_pretrained(ref.id, local_files_only=True)
+            if getattr(config, "model_type", "") == "whisper":
+                return config
+    except (EmbedvizError, OSError, ValueError) as error:
+        raise ConfigError(f"{model}: no Whisper config known without loading it ({error})") from error
+    raise ConfigError(f"{model}: not a Whisper model with a config known without loading it")
+
+
+def mode_etas(
+    model: str, n_clips: int, clip_seconds: float, gflops: float, efficiency: float = ETA_EFFICIENCY
+) -> dict[str, float]:
+    """Estimated seconds to embed ``n_clips`` clips of ``clip_seconds`` with ``model``, per mode.
+
+    ``{'padded': s, 'crop': s}`` from :func:`estimate_seconds_per_clip` at ``gflops * efficiency``
+    (``gflops``: :func:`embedviz.pipeline.matmul_gflops` of this machine), so the app can show
+    what each Whisper input mode would cost before the user picks one.
+
+    Raises:
+        ConfigError: not a Whisper model (see :func:`whisper_config_for`), or bad numbers.
+    """
+    if n_clips < 0 or not 0 < efficiency <= 1:
+        raise ConfigError(f"n_clips must be >= 0 and efficiency in (0, 1], got {n_clips} and {efficiency}")
+    config = whisper_config_for(model)
+    return {
+        mode: n_clips * estimate_seconds_per_clip(config, mode, clip_seconds, gflops * efficiency)
+        for mode in WHISPER_MODES
+    }
+
+
 # ---------------------------------------------------------------------- registration
 
 

@@ -113,3 +113,26 @@ def test_whisper_crop_eta_is_far_below_padded() -> None:
     assert estimate_seconds_per_clip(config, "crop", 30.0, 100.0) == pytest.approx(padded)
     with pytest.raises(ConfigError):
         estimate_seconds_per_clip(config, "crop", 1.0, gflops=0)
+
+
+def test_whisper_mode_etas_show_both_modes_for_whisper_models_only() -> None:
+    from embedviz.extractors.whisper import mode_etas
+
+    etas = mode_etas("random-init:openai/whisper-base", 10, 1.0, gflops=100.0)
+    assert set(etas) == {"padded", "crop"}
+    assert etas["padded"] / etas["crop"] > 20  # a 1 s clip: 50 of the window's 1500 frames
+    assert mode_etas("random-init:openai/whisper-base", 20, 1.0, gflops=100.0)["crop"] == pytest.approx(2 * etas["crop"])
+    full = mode_etas("random-init:openai/whisper-base", 10, 1.0, gflops=100.0, efficiency=1.0)
+    half = mode_etas("random-init:openai/whisper-base", 10, 1.0, gflops=100.0, efficiency=0.5)
+    assert half["padded"] == pytest.approx(2 * full["padded"])
+    with pytest.raises(ConfigError, match="not a Whisper"):
+        mode_etas("random-init:facebook/wav2vec2-base", 10, 1.0, gflops=100.0)
+    with pytest.raises(ConfigError):
+        mode_etas("random-init:openai/whisper-base", -1, 1.0, gflops=100.0)
+
+
+def test_whisper_config_for_a_local_folder(tmp_path: Path) -> None:
+    from embedviz.extractors.whisper import whisper_config_for
+
+    folder = save_tiny_model("whisper", tmp_path / "w")
+    assert whisper_config_for(str(folder)).model_type == "whisper"
