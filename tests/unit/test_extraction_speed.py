@@ -19,7 +19,7 @@ MEL = ExtractionSettings(model="baseline:mel")
 
 
 def test_batch_size_table_drives_the_default() -> None:
-    assert pipeline.batch_size_for("dac") == 1
+    assert pipeline.batch_size_for("dac") == pipeline.PREFERRED_BATCH_SIZE["dac"] > 1
     assert pipeline.batch_size_for("wav2vec2") == pipeline.PREFERRED_BATCH_SIZE["wav2vec2"] > 1
     assert pipeline.batch_size_for("unknown-family") == pipeline.DEFAULT_BATCH_SIZE
 
