@@ -443,7 +443,8 @@ def extract(
         report.entry = entry.id
         reporter = ProgressReporter(progress, total=len(todo), stage="extracting")
         reporter.report()
-        size = batch_size if batch_size is not None else batch_size_for(extractor.info.family)
+        size = batch_size if batch_size is not None else (
+            extractor.batch_size_hint or batch_size_for(extractor.info.family))
         batches = _batches(todo, size)
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embedviz-audio")
         rate, max_s = extractor.sample_rate, settings.max_seconds

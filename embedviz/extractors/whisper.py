@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 WhisperMode = Literal["padded", "crop"]
 
+#: Clips per forward pass in crop mode when the caller gives none (see ``batch_size_hint``).
+CROP_BATCH_SIZE = 16
+
 #: Text stored in ``ModelInfo.options`` (key ``'approximation'``) of crop-mode extractors.
 CROP_APPROXIMATION_NOTE = (
     "crop mode: the encoder ran on each clip's own length, not the 30 s window Whisper was "
@@ -147,6 +150,10 @@ class WhisperExtractor(Extractor):
         if mode == "crop":
             options.append(("approximation", CROP_APPROXIMATION_NOTE))
         self.info = dataclasses.replace(info, layer_names=expected, options=tuple(options))
+        # Crop mode runs 50 frames per 1 s clip instead of 1500: per-op overhead dominates at the
+        # family's batch (sized for 30 s windows), so it takes twice as many clips per pass
+        # (CPU s/clip with 2 threads: 0.118 at 8, 0.081 at 16; issue 8).
+        self.batch_size_hint = CROP_BATCH_SIZE if mode == "crop" else None
 
     # ------------------------------------------------------------------ public API
 
@@ -347,11 +354,11 @@ def estimate_seconds_per_clip(
     return flops / (gflops * 1e9)
 
 
-#: Share of the measured matmul GFLOP/s the Whisper encoder reaches end to end on CPU
-#: (``bench/bench_extraction.py``: measured padded and crop seconds per clip against
-#: :func:`estimate_seconds_per_clip` at the machine's matmul rate), so the app's ETAs are
-#: neither optimistic by the whole gap between a 1024x1024 matmul and a full encoder.
-ETA_EFFICIENCY = 0.6
+#: The Whisper encoder's FLOP rate (by :func:`estimate_seconds_per_clip`'s count) over the
+#: 1024x1024 matmul rate of :func:`embedviz.pipeline.matmul_gflops`, per mode, measured by
+#: ``bench/bench_extraction.py`` on the 2-core dev CPU: the padded 30 s window runs large
+#: matmuls faster than the 1024x1024 probe; crop's short sequences pay per-op overhead.
+ETA_RATE_FACTOR = {"padded": 2.0, "crop": 1.0}
 
 
 def whisper_config_for(model: str) -> WhisperConfig:
@@ -382,13 +389,14 @@ def whisper_config_for(model: str) -> WhisperConfig:
 
 
 def mode_etas(
-    model: str, n_clips: int, clip_seconds: float, gflops: float, efficiency: float = ETA_EFFICIENCY
+    model: str, n_clips: int, clip_seconds: float, gflops: float, efficiency: float = 1.0
 ) -> dict[str, float]:
     """Estimated seconds to embed ``n_clips`` clips of ``clip_seconds`` with ``model``, per mode.
 
-    ``{'padded': s, 'crop': s}`` from :func:`estimate_seconds_per_clip` at ``gflops * efficiency``
-    (``gflops``: :func:`embedviz.pipeline.matmul_gflops` of this machine), so the app can show
-    what each Whisper input mode would cost before the user picks one.
+    ``{'padded': s, 'crop': s}`` from :func:`estimate_seconds_per_clip` at
+    ``gflops * ETA_RATE_FACTOR[mode] * efficiency`` (``gflops``:
+    :func:`embedviz.pipeline.matmul_gflops` of this machine), so the app can show what each
+    Whisper input mode would cost before the user picks one.
 
     Raises:
         ConfigError: not a Whisper model (see :func:`whisper_config_for`), or bad numbers.
@@ -397,7 +405,8 @@ def mode_etas(
         raise ConfigError(f"n_clips must be >= 0 and efficiency in (0, 1], got {n_clips} and {efficiency}")
     config = whisper_config_for(model)
     return {
-        mode: n_clips * estimate_seconds_per_clip(config, mode, clip_seconds, gflops * efficiency)
+        mode: n_clips * estimate_seconds_per_clip(config, mode, clip_seconds,
+                                                  gflops * ETA_RATE_FACTOR[mode] * efficiency)
         for mode in WHISPER_MODES
     }
 

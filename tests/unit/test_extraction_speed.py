@@ -122,7 +122,7 @@ def test_whisper_mode_etas_show_both_modes_for_whisper_models_only() -> None:
     assert set(etas) == {"padded", "crop"}
     assert etas["padded"] / etas["crop"] > 20  # a 1 s clip: 50 of the window's 1500 frames
     assert mode_etas("random-init:openai/whisper-base", 20, 1.0, gflops=100.0)["crop"] == pytest.approx(2 * etas["crop"])
-    full = mode_etas("random-init:openai/whisper-base", 10, 1.0, gflops=100.0, efficiency=1.0)
+    full = etas
     half = mode_etas("random-init:openai/whisper-base", 10, 1.0, gflops=100.0, efficiency=0.5)
     assert half["padded"] == pytest.approx(2 * full["padded"])
     with pytest.raises(ConfigError, match="not a Whisper"):
@@ -136,3 +136,16 @@ def test_whisper_config_for_a_local_folder(tmp_path: Path) -> None:
 
     folder = save_tiny_model("whisper", tmp_path / "w")
     assert whisper_config_for(str(folder)).model_type == "whisper"
+
+
+def test_whisper_crop_mode_prefers_its_own_batch_size(tmp_path: Path) -> None:
+    from embedviz.extractors.whisper import CROP_BATCH_SIZE
+
+    folder = str(save_tiny_model("whisper", tmp_path / "w"))
+    assert load_extractor(folder, whisper_mode="crop").batch_size_hint == CROP_BATCH_SIZE
+    assert load_extractor(folder, whisper_mode="padded").batch_size_hint is None
+    manifest = open_dataset().sample(["yes", "no"], CROP_BATCH_SIZE // 2 + 1, seed=0)
+    report = pipeline.extract(manifest, ExtractionSettings(model=folder, whisper_mode="crop"),
+                              store=EmbeddingStore(tmp_path / "s"))
+    assert report.computed == len(manifest)
+    assert report.forward_passes == -(-len(manifest) // CROP_BATCH_SIZE)
