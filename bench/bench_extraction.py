@@ -147,6 +147,44 @@ def _app_vs_cli(samples: int, words: str) -> dict | None:
     return json.loads(out.read_text())
 
 
+SWEEP = [  # (model, whisper mode, clips, malloc tuned, intra-op threads, batch sizes)
+    (DAC, "padded", 8, False, 2, "1,4,8"), (DAC, "padded", 8, True, 2, "1,4,8"),
+    (W2V, "padded", 16, False, 2, "1,16"), (W2V, "padded", 16, True, 2, "1,16"), (W2V, "padded", 16, False, 1, "1,16"),
+    (WHISPER, "crop", 16, False, 2, "1,8,16"), (WHISPER, "crop", 16, False, 1, "1,8,16"),
+]
+
+
+def _sweep_child(name: str, mode: str, n: int, tuned: bool, threads: int, sizes: list[int]) -> dict[int, float]:
+    """Process CPU s/clip of the forward pass alone per batch size (best of 2), in this process."""
+    import torch
+
+    if tuned:
+        pipeline.tune_glibc_malloc()
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(n)]
+    ex = load_extractor(name, device="cpu", whisper_mode=mode)
+    ex.extract(waves[:2])
+    best: dict[int, float] = {}
+    for _ in range(2):
+        for b in sizes:
+            best[b] = min(best.get(b, 1e9), _forward(ex, waves, b).cpu / n)
+    return best
+
+
+def sweep() -> str:
+    """Batch size, glibc malloc tuning and intra-op threads per family: one process per setting."""
+    lines = ["| model | malloc tuned | threads | CPU s/clip by batch size |", "|---|---|---:|---|"]
+    for name, mode, n, tuned, threads, sizes in SWEEP:
+        out = subprocess.run([sys.executable, __file__, "--sweep-child", json.dumps([name, mode, n, tuned, threads, sizes])],
+                             capture_output=True, text=True, check=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        cells = ", ".join(f"{b}: {v:.3f}" for b, v in result.items())
+        lines.append(f"| {name.split(':')[-1]} ({mode}) | {'yes' if tuned else 'no'} | {threads} | {cells} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=16)
@@ -155,7 +193,17 @@ def main() -> None:
     parser.add_argument("--app-samples", type=int, default=6, help="clips per word (4 words) for app against CLI")
     parser.add_argument("--no-app", action="store_true", help="skip app against CLI (needs Chromium)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/PERFORMANCE.md alone")
+    parser.add_argument("--sweep", action="store_true",
+                        help="only print the batch size / malloc / threads table (process CPU s/clip of the forward)")
+    parser.add_argument("--sweep-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sweep_child:
+        name, mode, n, tuned, threads, sizes = json.loads(args.sweep_child)
+        print(json.dumps(_sweep_child(name, mode, n, tuned, threads, [int(b) for b in sizes.split(",")])))
+        return
+    if args.sweep:
+        print(sweep())
+        return
     logging.basicConfig(level=logging.WARNING)
     import torch
     from transformers import WhisperConfig
