@@ -380,9 +380,13 @@ def whisper_config_for(model: str) -> WhisperConfig:
             if model_type == "whisper":
                 return WhisperConfig(**kwargs)
         elif ref.kind == "local_folder":
-            config = WhisperConfig.from_pretrained(ref.id, local_files_only=True)
-            if getattr(config, "model_type", "") == "whisper":
-                return config
+            import json
+            from pathlib import Path
+
+            # WhisperConfig.from_pretrained would relabel any config as whisper: check the file's own type.
+            fields = json.loads((Path(ref.id) / "config.json").read_text(encoding="utf-8"))
+            if fields.get("model_type") == "whisper":
+                return WhisperConfig.from_pretrained(ref.id, local_files_only=True)
     except (EmbedvizError, OSError, ValueError) as error:
         raise ConfigError(f"{model}: no Whisper config known without loading it ({error})") from error
     raise ConfigError(f"{model}: not a Whisper model with a config known without loading it")

@@ -136,6 +136,8 @@ def test_whisper_config_for_a_local_folder(tmp_path: Path) -> None:
 
     folder = save_tiny_model("whisper", tmp_path / "w")
     assert whisper_config_for(str(folder)).model_type == "whisper"
+    with pytest.raises(ConfigError, match="not a Whisper"):
+        whisper_config_for(str(save_tiny_model("wav2vec2", tmp_path / "v")))
 
 
 def test_whisper_crop_mode_prefers_its_own_batch_size(tmp_path: Path) -> None:
