@@ -358,7 +358,7 @@ def estimate_seconds_per_clip(
 #: 1024x1024 matmul rate of :func:`embedviz.pipeline.matmul_gflops`, per mode, measured by
 #: ``bench/bench_extraction.py`` on the 2-core dev CPU: the padded 30 s window runs large
 #: matmuls faster than the 1024x1024 probe; crop's short sequences pay per-op overhead.
-ETA_RATE_FACTOR = {"padded": 2.0, "crop": 1.0}
+ETA_RATE_FACTOR = {"padded": 1.7, "crop": 0.9}
 
 
 def whisper_config_for(model: str) -> WhisperConfig:
