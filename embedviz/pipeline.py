@@ -20,7 +20,7 @@ import pandas as pd
 
 from embedviz.audio import NOTICE_KINDS, decode_clip
 from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
-from embedviz.pooling import pool_frames
+from embedviz.pooling import pool_batch
 from embedviz.progress import ProgressCallback, ProgressReporter
 from embedviz.settings import ExtractionSettings
 from embedviz.store import EmbeddingStore, StoreEntry
@@ -274,23 +274,34 @@ def _pooled_rows(
     features: "FrameFeatures",
     batch: Sequence[tuple[pd.Series, np.ndarray]],
 ) -> list[dict]:
-    """Pool every layer of every clip of one forward pass into store rows (the one row builder)."""
+    """Pool every layer of every clip of one forward pass into store rows (the one row builder).
+
+    Each layer is pooled for the whole batch at once (:func:`embedviz.pooling.pool_batch`):
+    one numpy call per pooling and layer instead of one per clip.
+    """
+    waves = [wave for _, wave in batch]
+    clips = [
+        {"clip_key": c["clip_key"], "clip_id": c["clip_id"], "path": str(c["path"]), "word": c["word"],
+         "speaker": c["speaker"]}
+        for c, _ in batch
+    ]
+    per_layer = {}
+    for layer in extractor.layer_names:
+        lengths = np.asarray(features.lengths[layer][: len(batch)])
+        pooled = pool_batch(features.layers[layer][: len(batch)], lengths, features.frame_rates[layer], waves,
+                            extractor.sample_rate)
+        per_layer[layer] = (lengths, pooled)
     rows: list[dict] = []
-    for i, (clip, wave) in enumerate(batch):
-        for layer in extractor.layer_names:
-            frames = features.valid(layer, i)
-            pooled = pool_frames(frames, features.frame_rates[layer], wave, extractor.sample_rate)
-            grid = pooled.pop("grid")
+    for i, clip in enumerate(clips):  # clip-major, as before: a clip's layers are neighbours in the part
+        for layer, (lengths, pooled) in per_layer.items():
+            vectors = dict(pooled[i])
+            grid = vectors.pop("grid")
             rows.append(
                 {
-                    "clip_key": clip["clip_key"],
-                    "clip_id": clip["clip_id"],
-                    "path": str(clip["path"]),
-                    "word": clip["word"],
-                    "speaker": clip["speaker"],
+                    **clip,
                     "layer": layer,
-                    "n_frames": int(frames.shape[0]),
-                    **pooled,
+                    "n_frames": int(lengths[i]),
+                    **vectors,
                     "grid": grid.reshape(-1),
                     "grid_steps": int(grid.shape[0]),
                 }
@@ -481,7 +492,8 @@ def extract(
         report.entry = entry.id
         reporter = ProgressReporter(progress, total=len(todo), stage="extracting")
         reporter.report()
-        size = batch_size if batch_size is not None else batch_size_for(extractor.info.family)
+        size = batch_size if batch_size is not None else (
+            extractor.batch_size_hint or batch_size_for(extractor.info.family))
         batches = _batches(todo, size)
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embedviz-audio")
         rate, max_s = extractor.sample_rate, settings.max_seconds

@@ -463,3 +463,24 @@ def layer_measures(sel: LayerSelection, layer: str) -> pd.DataFrame:
     blocks, clips = layer_blocks(sel)
     return views.measures_table(dict(zip(sel.layers, blocks, strict=True)), clips, seed=sel.clips.seed,
                                 model=sel.source.model, only=[layer])
+
+
+@st.cache_resource(show_spinner=False)
+def machine_gflops() -> float:
+    """This machine's measured fp32 matmul GFLOP/s (once per server process)."""
+    from embedviz.pipeline import matmul_gflops
+
+    return matmul_gflops()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def whisper_etas(sel: ModelSelection, n_clips: int) -> dict[str, float] | None:
+    """Estimated seconds for ``n_clips`` of the selection in each Whisper mode; None if unknown."""
+    from embedviz.extractors.whisper import mode_etas
+
+    durations = sel.clips.sample()["duration"].dropna()
+    seconds = float(durations.mean()) if len(durations) else 1.0
+    try:
+        return mode_etas(sel.model, n_clips, max(seconds, 0.01), machine_gflops())
+    except EmbedvizError:
+        return None

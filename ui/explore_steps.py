@@ -255,6 +255,18 @@ def choose_clip(view: ViewSettings, panels: list[tuple[str, list]]) -> ViewSetti
     return view.replace(clip=clip, nn_model=space[0], nn_layers=tuple(space[1]), selected=selected)
 
 
+def _whisper_eta_line(model_sel: cached.ModelSelection, missing: int, mode: str) -> str:
+    """Both Whisper input modes' estimated time for the clips to compute, so the choice is informed."""
+    from embedviz.progress import format_eta
+
+    etas = cached.whisper_etas(model_sel, missing)
+    if not etas:
+        return "&emsp;Whisper input: no time estimate for this model"
+    labels = spec("whisper_mode").format
+    parts = [f"{'**' if m == mode else ''}{labels(m)} ≈ {format_eta(s)}{'**' if m == mode else ''}" for m, s in etas.items()]
+    return "&emsp;:material/timer: estimated on this machine: " + " · ".join(parts)
+
+
 def extract_step(view: ViewSettings, chosen: ModelChoice) -> dict:
     """What each model still needs, the Extract button, progress. Returns model -> (selection, missing, total)."""
     status: dict = {}
@@ -273,6 +285,8 @@ def extract_step(view: ViewSettings, chosen: ModelChoice) -> dict:
         status[name] = (model_sel, missing, total)
         mark = ":green[:material/check_circle:]" if missing == 0 else ":orange[:material/pending:]"
         lines.append(f"{mark} **{cached.model_label(name)}**: {missing} clip(s) to compute, {total - missing} already stored")
+        if missing and chosen.families.get(name) == "whisper":
+            lines.append(_whisper_eta_line(model_sel, missing, view.whisper_mode))
     if lines:
         st.markdown("  \n".join(lines))
     to_do = [m for m, (_, missing, _) in status.items() if missing]

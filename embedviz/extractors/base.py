@@ -56,6 +56,9 @@ class Extractor(ABC):
 
     info: ModelInfo
     device: str = "cpu"
+    #: Clips per forward pass this instance prefers over its family's
+    #: ``FamilySpec.preferred_batch_size`` (e.g. Whisper in crop mode); None: the family's.
+    batch_size_hint: int | None = None
 
     @property
     def sample_rate(self) -> int:

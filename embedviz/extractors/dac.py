@@ -271,7 +271,10 @@ def _register() -> None:
         construct=_construct,
         default_preprocessor=default_preprocessor,
         numeric_options=(),
-        preferred_batch_size=1,  # the conv encoder got slower with batching on CPU (page faults)
+        # Forward pass, process CPU s/clip on the shared 2-core dev CPU (issue 8, docs/PERFORMANCE.md):
+        # heavily loaded 2.03 at batch 1, 0.74 at 8 (0.67 with glibc malloc tuned, MALLOC_TUNED_FAMILIES);
+        # lightly loaded 0.40 at 1, 0.39 at 8. Never slower batched once malloc is tuned.
+        preferred_batch_size=8,
         config_defaults={"downsampling_ratios": [2, 4, 8, 8], "n_codebooks": 9, "sampling_rate": 16000},
     ))
 

@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 WhisperMode = Literal["padded", "crop"]
 
+#: Clips per forward pass in crop mode when the caller gives none (see ``batch_size_hint``).
+CROP_BATCH_SIZE = 16
+
 #: Text stored in ``ModelInfo.options`` (key ``'approximation'``) of crop-mode extractors.
 CROP_APPROXIMATION_NOTE = (
     "crop mode: the encoder ran on each clip's own length, not the 30 s window Whisper was "
@@ -147,6 +150,10 @@ class WhisperExtractor(Extractor):
         if mode == "crop":
             options.append(("approximation", CROP_APPROXIMATION_NOTE))
         self.info = dataclasses.replace(info, layer_names=expected, options=tuple(options))
+        # Crop mode runs 50 frames per 1 s clip instead of 1500: per-op overhead dominates at the
+        # family's batch (sized for 30 s windows), so it takes twice as many clips per pass
+        # (CPU s/clip with 2 threads: 0.118 at 8, 0.081 at 16; issue 8).
+        self.batch_size_hint = CROP_BATCH_SIZE if mode == "crop" else None
 
     # ------------------------------------------------------------------ public API
 
@@ -345,6 +352,67 @@ def estimate_seconds_per_clip(
     stem = 2 * frames * (mels * d * 3) + frames * (d * d * 3)
     flops = 2.0 * (int(config.encoder_layers) * per_layer + stem)
     return flops / (gflops * 1e9)
+
+
+#: The Whisper encoder's FLOP rate (by :func:`estimate_seconds_per_clip`'s count) over the
+#: 1024x1024 matmul rate of :func:`embedviz.pipeline.matmul_gflops`, per mode, measured by
+#: ``bench/bench_extraction.py`` on the 2-core dev CPU: the padded 30 s window runs large
+#: matmuls faster than the 1024x1024 probe; crop's short sequences pay per-op overhead.
+ETA_RATE_FACTOR = {"padded": 1.7, "crop": 0.9}
+
+
+def whisper_config_for(model: str) -> WhisperConfig:
+    """The ``WhisperConfig`` of ``model`` without loading weights (catalogue, ``random-init:``, folder).
+
+    Raises:
+        ConfigError: ``model`` is not a Whisper model, or its config is not known without the hub.
+    """
+    from transformers import WhisperConfig
+
+    from embedviz import catalogue
+    from embedviz.errors import EmbedvizError
+    from embedviz.modelref import ModelRef
+
+    try:
+        ref = ModelRef.parse(model)
+        if ref.kind in ("random_init", "catalogue"):
+            model_type, kwargs = catalogue.embedded_config(ref.id)
+            if model_type == "whisper":
+                return WhisperConfig(**kwargs)
+        elif ref.kind == "local_folder":
+            import json
+            from pathlib import Path
+
+            # WhisperConfig.from_pretrained would relabel any config as whisper: check the file's own type.
+            fields = json.loads((Path(ref.id) / "config.json").read_text(encoding="utf-8"))
+            if fields.get("model_type") == "whisper":
+                return WhisperConfig.from_pretrained(ref.id, local_files_only=True)
+    except (EmbedvizError, OSError, ValueError) as error:
+        raise ConfigError(f"{model}: no Whisper config known without loading it ({error})") from error
+    raise ConfigError(f"{model}: not a Whisper model with a config known without loading it")
+
+
+def mode_etas(
+    model: str, n_clips: int, clip_seconds: float, gflops: float, efficiency: float = 1.0
+) -> dict[str, float]:
+    """Estimated seconds to embed ``n_clips`` clips of ``clip_seconds`` with ``model``, per mode.
+
+    ``{'padded': s, 'crop': s}`` from :func:`estimate_seconds_per_clip` at
+    ``gflops * ETA_RATE_FACTOR[mode] * efficiency`` (``gflops``:
+    :func:`embedviz.pipeline.matmul_gflops` of this machine), so the app can show what each
+    Whisper input mode would cost before the user picks one.
+
+    Raises:
+        ConfigError: not a Whisper model (see :func:`whisper_config_for`), or bad numbers.
+    """
+    if n_clips < 0 or not 0 < efficiency <= 1:
+        raise ConfigError(f"n_clips must be >= 0 and efficiency in (0, 1], got {n_clips} and {efficiency}")
+    config = whisper_config_for(model)
+    return {
+        mode: n_clips * estimate_seconds_per_clip(config, mode, clip_seconds,
+                                                  gflops * ETA_RATE_FACTOR[mode] * efficiency)
+        for mode in WHISPER_MODES
+    }
 
 
 # ---------------------------------------------------------------------- registration

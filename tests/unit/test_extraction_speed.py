@@ -19,7 +19,7 @@ MEL = ExtractionSettings(model="baseline:mel")
 
 
 def test_batch_size_table_drives_the_default() -> None:
-    assert pipeline.batch_size_for("dac") == 1
+    assert pipeline.batch_size_for("dac") == pipeline.PREFERRED_BATCH_SIZE["dac"] > 1
     assert pipeline.batch_size_for("wav2vec2") == pipeline.PREFERRED_BATCH_SIZE["wav2vec2"] > 1
     assert pipeline.batch_size_for("unknown-family") == pipeline.DEFAULT_BATCH_SIZE
 
@@ -113,3 +113,41 @@ def test_whisper_crop_eta_is_far_below_padded() -> None:
     assert estimate_seconds_per_clip(config, "crop", 30.0, 100.0) == pytest.approx(padded)
     with pytest.raises(ConfigError):
         estimate_seconds_per_clip(config, "crop", 1.0, gflops=0)
+
+
+def test_whisper_mode_etas_show_both_modes_for_whisper_models_only() -> None:
+    from embedviz.extractors.whisper import mode_etas
+
+    etas = mode_etas("random-init:openai/whisper-base", 10, 1.0, gflops=100.0)
+    assert set(etas) == {"padded", "crop"}
+    assert etas["padded"] / etas["crop"] > 20  # a 1 s clip: 50 of the window's 1500 frames
+    assert mode_etas("random-init:openai/whisper-base", 20, 1.0, gflops=100.0)["crop"] == pytest.approx(2 * etas["crop"])
+    full = etas
+    half = mode_etas("random-init:openai/whisper-base", 10, 1.0, gflops=100.0, efficiency=0.5)
+    assert half["padded"] == pytest.approx(2 * full["padded"])
+    with pytest.raises(ConfigError, match="not a Whisper"):
+        mode_etas("random-init:facebook/wav2vec2-base", 10, 1.0, gflops=100.0)
+    with pytest.raises(ConfigError):
+        mode_etas("random-init:openai/whisper-base", -1, 1.0, gflops=100.0)
+
+
+def test_whisper_config_for_a_local_folder(tmp_path: Path) -> None:
+    from embedviz.extractors.whisper import whisper_config_for
+
+    folder = save_tiny_model("whisper", tmp_path / "w")
+    assert whisper_config_for(str(folder)).model_type == "whisper"
+    with pytest.raises(ConfigError, match="not a Whisper"):
+        whisper_config_for(str(save_tiny_model("wav2vec2", tmp_path / "v")))
+
+
+def test_whisper_crop_mode_prefers_its_own_batch_size(tmp_path: Path) -> None:
+    from embedviz.extractors.whisper import CROP_BATCH_SIZE
+
+    folder = str(save_tiny_model("whisper", tmp_path / "w"))
+    assert load_extractor(folder, whisper_mode="crop").batch_size_hint == CROP_BATCH_SIZE
+    assert load_extractor(folder, whisper_mode="padded").batch_size_hint is None
+    manifest = open_dataset().sample(["yes", "no"], CROP_BATCH_SIZE // 2 + 1, seed=0)
+    report = pipeline.extract(manifest, ExtractionSettings(model=folder, whisper_mode="crop"),
+                              store=EmbeddingStore(tmp_path / "s"))
+    assert report.computed == len(manifest)
+    assert report.forward_passes == -(-len(manifest) // CROP_BATCH_SIZE)
