@@ -201,6 +201,9 @@ class SlowExtractor:
         self.layer_names = inner.layer_names
         self.started = threading.Event()
 
+    def __getattr__(self, name):  # the rest of the Extractor interface is the real one's
+        return getattr(self.inner, name)
+
     def extract(self, waveforms):
         self.calls += 1
         self.started.set()
