@@ -506,6 +506,7 @@ class StoreEntry:
         keys = sorted(set(table["clip_key"].to_pylist()))
         newest = read_ok[-1].stem
         names = [part.name for part in read_ok]
+        tag = uuid.uuid4().hex[:8]
         for i in range(0, len(keys), MAX_PART_CLIPS):
             chunk = keys[i : i + MAX_PART_CLIPS]
             rows = table
@@ -514,7 +515,7 @@ class StoreEntry:
                 rows = table.filter(pc.and_(pc.greater_equal(table["clip_key"], lo), pc.less_equal(table["clip_key"], hi)))
             # Sorts just before the newest replaced part and after every older one, so the
             # order in which duplicates resolve is kept.
-            name = f"{newest}-c{uuid.uuid4().hex[:8]}-{i // MAX_PART_CLIPS:03d}.parquet"
+            name = f"{newest}-c{tag}-{i // MAX_PART_CLIPS:03d}.parquet"
             _write_parquet(rows.replace_schema_metadata(_schema(dtypes, names).metadata), self.path / name,
                            layer_runs=True)
         for part in read_ok:  # from here the merged parts supersede them even if this is cut short
