@@ -129,6 +129,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for model in _words_arg(args.model):
         progress = _TqdmProgress(model)
         try:
+            damaged_before = store.entry_for(_settings(args, model)).damaged_parts()
             report = _run_extraction(args, manifest, _settings(args, model), store, progress)
         except EmbedvizError as exc:
             progress.close()
@@ -136,6 +137,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
             continue
         progress.close()
         print(report.summary())
+        if report.entry:
+            from embedviz.store import damaged_note
+
+            note = damaged_note(store.entry_at(report.entry), damaged_before, cancelled=report.cancelled)
+            if note:
+                print(f"  {note}")
         for skipped in report.skipped:
             print(f"  skipped {skipped.path}: {skipped.reason}")
         any_done = any_done or (report.computed + report.cached) > 0

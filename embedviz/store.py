@@ -784,12 +784,47 @@ class EmbeddingStore:
         columns = ["entry", "model", "options", "clips", "layers", "bytes", "current", "time_grid", "damaged", "path"]
         return pd.DataFrame(rows, columns=columns)
 
+    def entry_at(self, entry_id: str) -> StoreEntry:
+        """The entry with this id (as in :attr:`ExtractionReport.entry`), existing or not."""
+        path = self.root / entry_id
+        return StoreEntry(path, self._read_meta(path))
+
     def delete(self, entry_id: str) -> None:
         """Remove one entry (its id must be a direct child of the store root)."""
         path = (self.root / entry_id).resolve()
         if path.parent != self.root.resolve() or not path.is_dir():
             raise StoreError(f"no store entry {entry_id!r} in {self.root}")
         shutil.rmtree(path)
+
+
+#: What an entry holds, in words (the Data & cache page and the README say the same).
+STORED_DESCRIPTION = (
+    "per clip and layer: the mean, std, max, centre and speech-mean vectors, each once, in float16 "
+    "(mean+std is assembled from mean and std); the time grid behind 'at time' pooling only in "
+    f"entries extracted with {TIME_GRID_ENV}=1"
+)
+
+
+def damaged_note(entry: StoreEntry, seen_before: Iterable[Path] = (), *, cancelled: bool = False) -> str:
+    """A sentence on the parts of ``entry`` set aside as damaged ('' when none).
+
+    ``seen_before``: the damaged parts that were there before this run (from
+    :meth:`StoreEntry.damaged_parts`), so the note tells this run's apart from earlier ones.
+    """
+    before = {Path(p).name for p in seen_before}
+    parts = entry.damaged_parts()
+    new = [p for p in parts if p.name not in before]
+    old = len(parts) - len(new)
+    folder = entry.path / _DAMAGED
+    notes = []
+    if new:
+        fate = "will be recomputed by the next extract" if cancelled else "were recomputed in this run"
+        notes.append(f"{len(new)} damaged store part{'s' if len(new) != 1 else ''} set aside in {folder}; "
+                     f"{'their' if len(new) != 1 else 'its'} clips {fate}")
+    if old:
+        notes.append(f"{old} part{'s' if old != 1 else ''} set aside earlier {'are' if old != 1 else 'is'} in "
+                     f"{folder} (clips recomputed when found; delete the folder once inspected)")
+    return "; ".join(notes)
 
 
 def _other_options_hint(store: EmbeddingStore, entry: StoreEntry) -> str:
