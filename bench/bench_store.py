@@ -3,7 +3,7 @@
 Usage (the default is the table in docs/PERFORMANCE.md, "Store reads")::
 
     flock /tmp/embedviz-bench.lock python bench/bench_store.py [--clips 100000] [--widths mel]
-        [--reads 500 5000 20000] [--v1-rev db08bb6] [--write-doc]
+        [--reads 500 5000 20000] [--v1-rev db08bb6] [--root DIR [--build-only | --reuse]]
 
 It builds two entries of ``--clips`` synthetic clips (random vectors, no audio) with the
 layer widths of the mel baseline (``logmel`` 80, ``mfcc`` 39) or of wav2vec2-base
@@ -108,15 +108,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--v1-rev", default="db08bb6", help="a commit whose embedviz/store.py is format 1")
     parser.add_argument("--root", default=None, help="folder for the two entries (default: a temporary one)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="only build the entries in --root (setup, e.g. outside the benchmark lock)")
+    parser.add_argument("--reuse", action="store_true", help="read the entries already built in --root")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     widths, layer = WIDTHS[args.widths], READ_LAYER[args.widths]
     v1 = load_v1(args.v1_rev)
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-store-"))
-    shutil.rmtree(root, ignore_errors=True)
-    e1, w1 = build(v1, root / "v1", args.clips, widths)
-    e2, w2 = build(v2, root / "v2", args.clips, widths)
-    print(f"built {args.clips} clips x {len(widths)} layers: format 1 {w1:.1f} s, format 2 {w2:.1f} s (with merging)")
+    if args.reuse:
+        e1 = v1.EmbeddingStore(root / "v1").entry("bench@1", {"max_seconds": 30.0})
+        e2 = v2.EmbeddingStore(root / "v2").entry("bench@1", {"max_seconds": 30.0})
+        w1 = w2 = float("nan")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        e1, w1 = build(v1, root / "v1", args.clips, widths)
+        e2, w2 = build(v2, root / "v2", args.clips, widths)
+        print(f"built {args.clips} clips x {len(widths)} layers: format 1 {w1:.1f} s, format 2 {w2:.1f} s (with merging)")
+    if args.build_only:
+        return
     b1, b2 = dir_bytes(root / "v1") / args.clips, dir_bytes(root / "v2") / args.clips
     n1, n2 = len(e1.parts()), len(e2.parts())
     all_keys = sorted(e2.stored_keys())
@@ -144,7 +154,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     print(f"| parts on disk | {n1:,} | {n2:,} | |")
     print(f"| bytes per clip | {b1 / 1000:,.1f} kB | {b2 / 1000:,.1f} kB | {b1 / b2:.1f}x |")
-    print(f"| writing all clips (batches of {BATCH}) | {w1:.1f} s | {w2:.1f} s | {w1 / w2:.2f}x |")
+    if not args.reuse:
+        print(f"| writing all clips (batches of {BATCH}) | {w1:.1f} s | {w2:.1f} s | {w1 / w2:.2f}x |")
     print(f"| first read of {len(first_keys):,} clips (fresh process) | {c1:.2f} s | {c2:.2f} s | {c1 / c2:.1f}x |")
     for n, t1, t2 in rows:
         print(f"| read {n:,} of {args.clips:,} clips, warm | {t1:.3f} s | {t2:.3f} s | {t1 / t2:.1f}x |")
