@@ -71,6 +71,10 @@ COMPACT_FANOUT = 8
 #: MAX_PART_CLIPS clips (split by clip key).
 FULL_PART_CLIPS = 4096
 MAX_PART_CLIPS = 8192
+#: Memory bound of one merge (the parts are read whole): parts of at least FULL_PART_BYTES are
+#: full, and one merge reads at most MAX_MERGE_BYTES of parts (wide models have big clips).
+FULL_PART_BYTES = 128 * 2**20
+MAX_MERGE_BYTES = 256 * 2**20
 #: Clips per row group in merged parts: the unit a read of some clips can skip.
 ROW_GROUP_CLIPS = 256
 #: Temporary files older than this are left over from a crashed write (a write takes seconds).
@@ -152,6 +156,7 @@ class _PartIndex:
 
     keys: frozenset[str]
     clips: int
+    size: int  # bytes on disk
     dtypes: Mapping[str, str]
     replaces: tuple[str, ...]
     # Per row group: (first layer, last layer, first clip key, last clip key); None: unknown.
@@ -205,6 +210,7 @@ def _load_index(part: Path) -> _PartIndex:
     return _PartIndex(
         keys=unique,
         clips=len(unique),
+        size=part.stat().st_size,
         dtypes=json.loads(meta.get(_DTYPES_KEY, b"{}")),
         replaces=tuple(json.loads(meta.get(_REPLACES_KEY, b"[]"))),
         groups=tuple(groups),
@@ -410,7 +416,8 @@ class StoreEntry:
 
         Size-tiered: when :data:`COMPACT_FANOUT` parts share a size tier, they become one
         part (each clip is rewritten about once per tier, ~4 times in all). ``force``
-        merges every part below :data:`FULL_PART_CLIPS` clips at once. Only one process
+        merges every part below :data:`FULL_PART_CLIPS` clips. One merge reads at most
+        :data:`MAX_MERGE_BYTES` of parts, which bounds its memory. Only one process
         merges an entry at a time (a lock file; others skip); readers are never blocked.
         """
         if not self.is_current or not self.path.is_dir():
@@ -432,30 +439,52 @@ class StoreEntry:
                 return 0  # another writer is merging this entry
             try:
                 self._delete_replaced()
+                if force:  # one pass over what is small now (merged parts are not merged again)
+                    for group in self._forced_groups():
+                        self._merge(group)
+                        merged += len(group)
                 while True:
-                    group = self._merge_candidates(force)
+                    group = self._merge_candidates()
                     if len(group) < 2:
                         break
                     self._merge(group)
                     merged += len(group)
-                    if force:
-                        break
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return merged
 
-    def _merge_candidates(self, force: bool) -> list[Path]:
-        parts = self._indexed_parts()
-        small = {p: i for p, i in parts.items() if i.clips < FULL_PART_CLIPS}
-        if force:
-            return list(small)
+    def _small_parts(self) -> dict[Path, _PartIndex]:
+        return {p: i for p, i in self._indexed_parts().items() if i.clips < FULL_PART_CLIPS and i.size < FULL_PART_BYTES}
+
+    def _forced_groups(self) -> list[list[Path]]:
+        """Every small part, in write order, cut into groups of at most MAX_MERGE_BYTES."""
+        groups: list[list[Path]] = [[]]
+        total = 0
+        for part, index in self._small_parts().items():
+            if groups[-1] and total + index.size > MAX_MERGE_BYTES:
+                groups.append([])
+                total = 0
+            groups[-1].append(part)
+            total += index.size
+        return [g for g in groups if len(g) >= 2]
+
+    def _merge_candidates(self) -> list[Path]:
+        """The next size tier's parts to merge (oldest first, at most MAX_MERGE_BYTES), or fewer than 2."""
+        small = self._small_parts()
         tiers: dict[int, list[Path]] = {}
         for part, index in small.items():
             tier = int(np.floor(np.log(max(1, index.clips)) / np.log(COMPACT_FANOUT)))
             tiers.setdefault(tier, []).append(part)
         for tier in sorted(tiers):
             if len(tiers[tier]) >= COMPACT_FANOUT:
-                return tiers[tier][:COMPACT_FANOUT]
+                group, total = [], 0
+                for part in tiers[tier][:COMPACT_FANOUT]:
+                    if group and total + small[part].size > MAX_MERGE_BYTES:
+                        break
+                    group.append(part)
+                    total += small[part].size
+                if len(group) >= 2:
+                    return group
         return []
 
     def _delete_replaced(self) -> None:

@@ -256,3 +256,20 @@ def test_entries_count_damaged_parts(store) -> None:
     e.parts()[0].write_bytes(b"garbage")
     table = s.entries()  # counting the clips finds it
     assert table.loc[0, "damaged"] == 1 and table.loc[0, "clips"] == 1
+
+
+def test_one_merge_reads_at_most_max_merge_bytes(store, monkeypatch) -> None:
+    monkeypatch.setattr(store_mod, "COMPACT_FANOUT", 10**6)
+    _, e = store
+    for i in range(6):
+        write(e, rows_for([f"k{i}"], seed=i))
+    size = max(p.stat().st_size for p in e.parts())
+    monkeypatch.setattr(store_mod, "MAX_MERGE_BYTES", 2 * size)
+    merged_sizes: list[int] = []
+    real = store_mod.StoreEntry._merge
+    monkeypatch.setattr(store_mod.StoreEntry, "_merge",
+                        lambda self, group: merged_sizes.append(sum(p.stat().st_size for p in group)) or real(self, group))
+    before = snapshot(e)
+    e.compact(force=True)
+    assert merged_sizes and max(merged_sizes) <= 2 * size
+    assert_same(before, snapshot(e))
