@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -91,13 +92,17 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
+def timed(fns, repeats: int) -> list[tuple[float, object]]:
+    """Best time and last result of each function, the functions interleaved in every round
+    (a shared machine's load then weighs on both alike)."""
+    best = [float("inf")] * len(fns)
+    out: list[object] = [None] * len(fns)
     for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            out[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return list(zip(best, out))
 
 
 def main() -> None:
@@ -135,20 +140,22 @@ def main() -> None:
     first_keys = list(rng.choice(all_keys, size=min(args.reads[0], len(all_keys)), replace=False))
     v1._PART_KEYS.clear()
     v2._PART_INDEX.clear()
-    c1, _ = timed(lambda: e1.read([layer], "mean", clip_keys=first_keys), 1)
-    c2, _ = timed(lambda: e2.read([layer], "mean", clip_keys=first_keys, clip_columns=False), 1)
+    (c1, _), = timed([lambda: e1.read([layer], "mean", clip_keys=first_keys)], 1)
+    (c2, _), = timed([lambda: e2.read([layer], "mean", clip_keys=first_keys, clip_columns=False)], 1)
     rows = []
     for n in args.reads:
         keys = list(rng.choice(all_keys, size=min(n, len(all_keys)), replace=False))
-        t1, r1 = timed(lambda: e1.read([layer], "mean", clip_keys=keys)[layer], args.repeats)
-        t2, r2 = timed(lambda: e2.read([layer], "mean", clip_keys=keys, clip_columns=False)[layer], args.repeats)
+        (t1, r1), (t2, r2) = timed([lambda: e1.read([layer], "mean", clip_keys=keys)[layer],
+                                    lambda: e2.read([layer], "mean", clip_keys=keys, clip_columns=False)[layer]],
+                                   args.repeats)
         i1 = {k: i for i, k in enumerate(r1.clip_keys)}
         assert sorted(r1.clip_keys) == sorted(r2.clip_keys) == sorted(keys)
         np.testing.assert_allclose(r2.X, r1.X[[i1[k] for k in r2.clip_keys]], rtol=2.0**-11, atol=1e-7)
         rows.append((n, t1, t2))
     print()
-    print(f"`flock /tmp/embedviz-bench.lock python bench/bench_store.py --clips {args.clips} --widths {args.widths}` "
-          f"({len(widths)} layers, widths {sorted(set(widths.values()))}; layer `{layer}`, pooling `mean`):")
+    print(f"`python bench/bench_store.py --clips {args.clips} --widths {args.widths}` "
+          f"({len(widths)} layers, widths {sorted(set(widths.values()))}; layer `{layer}`, pooling `mean`; "
+          f"load average {os.getloadavg()[0]:.1f}):")
     print()
     print("| | format 1 | format 2 | format 1 / format 2 |")
     print("|---|---:|---:|---:|")
