@@ -187,14 +187,16 @@ def _stat_key(part: Path) -> tuple[str, int, int] | None:
     return (str(part), st.st_size, st.st_mtime_ns)
 
 
-def _load_index(part: Path) -> _PartIndex:
+def _load_index(part: Path, keys: Iterable[str] | None = None) -> _PartIndex:
+    """Index of ``part``; ``keys``: its clip keys when known (just written), else read from it."""
     pf = _open_parquet(part)
     md = pf.metadata
     meta = pf.schema_arrow.metadata or {}
     version = meta.get(_FORMAT_KEY, b"?").decode()
     if version != str(FORMAT_VERSION):
         raise StoreError(f"part written by format {version}, this is format {FORMAT_VERSION}")
-    keys = pf.read(columns=["clip_key"]).column(0).to_pylist()
+    if keys is None:
+        keys = pf.read(columns=["clip_key"], use_threads=False).column(0).to_pylist()
     names = pf.schema_arrow.names
     layer_i, key_i = names.index("layer"), names.index("clip_key")
     groups = []
@@ -216,6 +218,16 @@ def _load_index(part: Path) -> _PartIndex:
         groups=tuple(groups),
         metadata=md,
     )
+
+
+def _remember(part: Path, keys: Iterable[str]) -> None:
+    """Index a part this process just wrote without reading its keys back (only its footer)."""
+    memo = _stat_key(part)
+    if memo is None:
+        return
+    index = _load_index(part, keys)
+    with _PART_INDEX_LOCK:
+        _PART_INDEX[memo] = index
 
 
 def _vectors(column, dtype: str) -> np.ndarray:
@@ -404,6 +416,7 @@ class StoreEntry:
         # Names sort in write order, which is how duplicates resolve to the last written.
         final = self.path / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         _write_parquet(table, final, layer_runs=False)
+        _remember(final, columns["clip_key"])
         try:
             self.compact()
         except StoreError as exc:  # the batch is safely written; merging can wait for the next one
@@ -547,6 +560,7 @@ class StoreEntry:
             name = f"{newest}-c{tag}-{i // MAX_PART_CLIPS:03d}.parquet"
             _write_parquet(rows.replace_schema_metadata(_schema(dtypes, names).metadata), self.path / name,
                            layer_runs=True)
+            _remember(self.path / name, chunk)
         for part in read_ok:  # from here the merged parts supersede them even if this is cut short
             part.unlink(missing_ok=True)
         logger.info("merged %d parts of %s (%d clips)", len(read_ok), self.path, len(keys))
