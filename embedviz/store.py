@@ -641,7 +641,7 @@ class StoreEntry:
             if not groups:
                 continue
             try:
-                table = _open_parquet(part, index.metadata).read_row_groups(groups, columns=columns)
+                table = _open_parquet(part, index.metadata).read_row_groups(groups, columns=columns, use_threads=False)
             except Exception as exc:  # pyarrow raises several types for damaged files
                 if not part.exists():
                     raise _Vanished() from exc

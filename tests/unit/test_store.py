@@ -233,9 +233,9 @@ class OpenLog:
                 self._pf, self._path = real(path, metadata), str(path)
                 log.opened.append(self._path)
 
-            def read_row_groups(self, groups, columns=None):
+            def read_row_groups(self, groups, columns=None, **kw):
                 log.reads.append((self._path, list(groups), list(columns or [])))
-                return self._pf.read_row_groups(groups, columns=columns)
+                return self._pf.read_row_groups(groups, columns=columns, **kw)
 
             def __getattr__(self, name):
                 return getattr(self._pf, name)
