@@ -76,8 +76,9 @@ def content_key(path: str | Path) -> str:
     """Content key of a clip file: SHA-256 of its bytes, cut to :data:`CLIP_KEY_LENGTH` hex.
 
     Memoised by (resolved path, size, mtime), so a renamed or copied file gets the same key
-    and an edited one a new key. A file that cannot be read gets ``missing:<path>`` (never
-    a stored clip's key), so the caller reports it as unreadable when it tries to decode it.
+    and an edited one a new key. A file that does not exist gets ``missing:<path>``, one that
+    cannot be read (permissions, a folder, a device) ``unreadable:<path>``: never a stored
+    clip's key, and decoding it then names why.
     """
     p = Path(path)
     try:
@@ -92,7 +93,7 @@ def content_key(path: str | Path) -> str:
     try:
         data = p.read_bytes()
     except OSError:
-        return f"missing:{p}"
+        return f"unreadable:{p}"
     value = digest(data, CLIP_KEY_LENGTH)
     with _clip_lock:
         _clip_keys[memo] = value

@@ -19,3 +19,9 @@ def test_clip_key_is_the_sha256_of_the_content_from_hashing(tmp_path: Path) -> N
     os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 10**9))
     assert pipeline.clip_key(a) == hashlib.sha256(b"RIFF two, longer").hexdigest()[:32], "an edit changes the key"
     assert pipeline.clip_key(tmp_path / "gone.wav").startswith("missing:")
+
+
+def test_a_folder_named_like_a_clip_gets_an_unreadable_key(tmp_path: Path) -> None:
+    folder = tmp_path / "x_nohash_0.wav"
+    folder.mkdir()
+    assert pipeline.clip_key(folder) == f"unreadable:{folder}"
