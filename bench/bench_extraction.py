@@ -328,7 +328,7 @@ def main() -> None:
             f"{app['cli_wall_s']:.1f} s: **{app['app_over_cli_extract']:.2f}x** the CLI's extraction, "
             f"{app['app_over_cli_wall']:.2f}x its process (`bench/bench_app_extract.py`).")
     lines += [
-        f"- Store: {w2v_bytes / 1000:.0f} kB per clip for wav2vec2-base (13 layers, all poolings).",
+        f"- Store: {w2v_bytes / 1000:.0f} kB per clip for wav2vec2-base (every stored pooling in float16, no time grid; store format {__import__('embedviz.store').store.FORMAT_VERSION}).",
         f"- Peak RSS of the benchmark process (all four models built at once): {peak_mb:.0f} MB.",
         "",
     ]

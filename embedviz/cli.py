@@ -139,6 +139,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for model in _words_arg(args.model):
         progress = _TqdmProgress(model)
         try:
+            damaged_before = store.entry_for(_settings(args, model)).damaged_parts()
             report = _run_extraction(args, manifest, _settings(args, model), store, progress)
         except EmbedvizError as exc:
             progress.close()
@@ -146,6 +147,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
             continue
         progress.close()
         print(report.summary() + (f", {len(report.notices)} with notices" if report.notices else ""))
+        if report.entry:
+            from embedviz.store import damaged_note
+
+            note = damaged_note(store.entry_at(report.entry), damaged_before, cancelled=report.cancelled)
+            if note:
+                print(f"  {note}")
         for line in report.details():
             print(line)
         any_done = any_done or (report.computed + report.cached) > 0

@@ -64,3 +64,37 @@ def file_sha256(path: Path) -> str:
     with _file_lock:
         _file_hashes[key] = value
     return value
+
+
+_clip_lock = threading.Lock()
+_clip_keys: dict[tuple[str, int, int], str] = {}
+#: Hex characters of a clip's content key (128 bits: collisions are not a concern).
+CLIP_KEY_LENGTH = 32
+
+
+def content_key(path: str | Path) -> str:
+    """Content key of a clip file: SHA-256 of its bytes, cut to :data:`CLIP_KEY_LENGTH` hex.
+
+    Memoised by (resolved path, size, mtime), so a renamed or copied file gets the same key
+    and an edited one a new key. A file that does not exist gets ``missing:<path>``, one that
+    cannot be read (permissions, a folder, a device) ``unreadable:<path>``: never a stored
+    clip's key, and decoding it then names why.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+        memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return f"missing:{p}"
+    with _clip_lock:
+        cached = _clip_keys.get(memo)
+    if cached is not None:
+        return cached
+    try:
+        data = p.read_bytes()
+    except OSError:
+        return f"unreadable:{p}"
+    value = digest(data, CLIP_KEY_LENGTH)
+    with _clip_lock:
+        _clip_keys[memo] = value
+    return value

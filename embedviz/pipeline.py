@@ -7,7 +7,6 @@ reads stored embeddings back for analysis.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -30,31 +29,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_hash_memo: dict[tuple[str, int, int], str] = {}
-_hash_lock = threading.Lock()
-
-
 def clip_key(path: str | Path) -> str:
-    """Content hash of a clip file (memoised by path, size and mtime)."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        return f"missing:{p}"
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    with _hash_lock:
-        cached = _hash_memo.get(memo_key)
-    if cached:
-        return cached
-    try:
-        data = p.read_bytes()
-    except OSError:
-        # Unreadable (permissions, a folder, a device): no key to find, and decoding names why.
-        return f"unreadable:{p}"
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    with _hash_lock:
-        _hash_memo[memo_key] = digest
-    return digest
+    """Content key of a clip file (:func:`embedviz.hashing.content_key`: SHA-256, memoised)."""
+    from embedviz.hashing import content_key
+
+    return content_key(path)
 
 
 @dataclass(frozen=True)

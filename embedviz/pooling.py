@@ -8,8 +8,14 @@ changing the pooling never runs a model again. Poolings users can pick:
 - ``centre``: the frame in the middle of the clip.
 - ``speech``: mean over frames whose waveform energy is within :data:`SPEECH_RANGE_DB`
   of the clip's loudest frame (drops leading and trailing silence).
-- ``time:<seconds>``: the frame at a chosen time, stored on a :data:`GRID_STEP` second
-  grid (in float16, to keep the store small); times past the clip's end give its last frame.
+- ``time:<seconds>``: the frame at a chosen time, from a :data:`GRID_STEP` second grid;
+  times past the clip's end give its last frame. The grid takes about twice the space of
+  all other poolings together, so the store keeps it only for entries that ask for it
+  (:mod:`embedviz.store`, ``$EMBEDVIZ_TIME_GRID=1``).
+
+The store keeps :data:`STORED_VECTORS` (each vector once) and the grid in float16
+(:data:`STORED_DTYPE`); :func:`select` rounds the same way, so a vector computed now equals
+the stored one.
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ from embedviz.errors import ConfigError
 POOLINGS = ("mean", "max", "meanstd", "centre", "speech", "time")
 #: Short names for the app's controls (one per :data:`POOLINGS` kind).
 POOLING_LABELS = {"mean": "mean", "max": "max", "meanstd": "mean+std", "centre": "centre", "speech": "speech", "time": "at time"}
-#: Stored per (clip, layer); ``meanstd`` and ``time:`` are assembled from these.
+#: Stored per (clip, layer), each once; ``meanstd`` is assembled from mean and std, and
+#: ``time:`` from the grid.
 STORED_VECTORS = ("mean", "std", "max", "centre", "speech")
+#: Precision of stored vectors (k-NN and probe accuracy move < 0.005 against float32).
+STORED_DTYPE = "float16"
 GRID_STEP = 0.1
 SPEECH_RANGE_DB = 30.0
 _TIME_RE = re.compile(r"^time:(\d+(?:\.\d+)?)$")
@@ -177,12 +186,21 @@ def pool_frames(
     return pool_batch(frames[None], [frames.shape[0]], frame_rate, [waveform], sample_rate)[0]
 
 
+def _as_stored(vector: np.ndarray) -> np.ndarray:
+    """``vector`` at the store's precision, as float32 (values beyond float16 stay float32, as stored)."""
+    v = np.asarray(vector, dtype=np.float32)
+    finite = v[np.isfinite(v)]
+    if finite.size and float(np.abs(finite).max()) > float(np.finfo(STORED_DTYPE).max):
+        return v
+    return v.astype(STORED_DTYPE).astype(np.float32)
+
+
 def select(stored: dict[str, np.ndarray], pooling: Pooling | str) -> np.ndarray:
-    """Assemble the vector of ``pooling`` from one clip's stored poolings."""
+    """The vector of ``pooling`` from one clip's :func:`pool_frames` output, as the store returns it."""
     p = parse_pooling(pooling) if isinstance(pooling, str) else pooling
     if p.kind == "meanstd":
-        return np.concatenate([stored["mean"], stored["std"]]).astype(np.float32)
+        return np.concatenate([_as_stored(stored["mean"]), _as_stored(stored["std"])])
     if p.kind == "time":
         grid = stored["grid"]
-        return grid[min(p.grid_index, grid.shape[0] - 1)].astype(np.float32)
-    return np.asarray(stored[p.kind], dtype=np.float32)
+        return _as_stored(grid[min(p.grid_index, grid.shape[0] - 1)])
+    return _as_stored(stored[p.kind])

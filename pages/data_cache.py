@@ -9,6 +9,7 @@ import streamlit as st
 from embedviz.datasets import demo_root
 from embedviz.errors import EmbedvizError
 from embedviz.settings import data_roots
+from embedviz.store import STORED_DESCRIPTION
 from embedviz.roots import check_dataset_path
 from embedviz.viewstate import keep_words
 from ui import cached, data_panels, state, widgets
@@ -150,8 +151,8 @@ with st.container(border=True):
     st.subheader("Stored embeddings")
     root = cached.store_root()
     st.caption(
-        f"Store folder: `{root}` (set EMBEDVIZ_CACHE to move it). Every layer and pooling of a clip is "
-        "stored once per model and options; nothing stored is ever recomputed."
+        f"Store folder: `{root}` (set EMBEDVIZ_CACHE to move it). Stored once per model and options, "
+        f"{STORED_DESCRIPTION}; nothing stored is ever recomputed."
     )
     try:
         entries = cached.store_entries(str(root))
@@ -166,8 +167,15 @@ with st.container(border=True):
         shown = entries.assign(
             size=entries["bytes"].map(widgets.human_bytes),
             model=entries["model"].map(cached.model_label),
-        )[["model", "options", "clips", "layers", "size", "current", "entry"]]
+        )[["model", "options", "clips", "layers", "size", "current", "time_grid", "damaged", "entry"]]
         st.caption(f"{len(entries)} entries, {widgets.human_bytes(float(entries['bytes'].sum()))} in total.")
+        for row in entries[entries["damaged"] > 0].to_dict("records"):
+            st.warning(
+                f"{cached.model_label(row['model'])}: {row['damaged']} damaged store part(s) were set aside in "
+                f"`{row['path']}/damaged/`. Their clips count as missing: Extract recomputes them (if it has "
+                "not already). Delete that folder once inspected.",
+                icon=":material/report:",
+            )
         st.dataframe(shown, hide_index=True, key="dc_entries")
         labels = {
             row["entry"]: f"{cached.model_label(row['model'])} · {row['clips']} clips · "
