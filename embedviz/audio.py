@@ -46,6 +46,10 @@ from embedviz.errors import AudioLoadError
 logger = logging.getLogger(__name__)
 
 MIN_SECONDS = 0.05
+#: Version of the rules that reject a clip by its content. A store remembers rejected clips
+#: (by content key) under this version, so changing a rule means bumping it: the clips are
+#: then decoded again instead of staying rejected by an old rule.
+DECODE_POLICY_VERSION = 1
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 #: A clip whose loudest sample is below this level (dBFS) is silent.
 SILENCE_DBFS = -80.0

@@ -12,12 +12,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from embedviz.audio import NOTICE_KINDS, decode_clip
+from embedviz.audio import NOTICE_KINDS, PERMISSION_DENIED, decode_clip
 from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
 from embedviz.pooling import pool_batch
 from embedviz.progress import ProgressCallback, ProgressReporter
@@ -128,8 +128,33 @@ def missing_clips(manifest: pd.DataFrame, settings: ExtractionSettings, store: E
     """Rows of ``manifest`` that :func:`extract` would compute (none when all are stored)."""
     entry = store.entry_for(settings)
     m = _with_keys(manifest)
-    stored = entry.stored_keys()
-    return m[~m["clip_key"].isin(stored)].drop(columns=["clip_key"]).reset_index(drop=True)
+    todo = m[~m["clip_key"].isin(entry.stored_keys())]
+    todo = todo[~_unusable_mask(todo, store.unusable_clips())]
+    return todo.drop(columns=["clip_key"]).reset_index(drop=True)
+
+
+def unusable_clips(manifest: pd.DataFrame, store: EmbeddingStore) -> list[SkippedClip]:
+    """Clips of ``manifest`` known to be unusable without loading anything: rejected by
+    decoding in an earlier run (by content), or missing or unreadable now."""
+    m = _with_keys(manifest)
+    known = store.unusable_clips()
+    bad = m[_unusable_mask(m, known)]
+    return [SkippedClip(c.clip_id, str(c.path), _known_reason(c.clip_key, known)) for c in bad.itertuples()]
+
+
+#: Key prefixes of clips whose content could not be read (see :func:`embedviz.hashing.content_key`).
+_NO_CONTENT = ("missing:", "unreadable:")
+
+
+def _unusable_mask(m: pd.DataFrame, known: Mapping[str, str]) -> pd.Series:
+    keys = m["clip_key"].astype(str)
+    return keys.isin(list(known)) | keys.str.startswith(_NO_CONTENT)
+
+
+def _known_reason(key: str, known: Mapping[str, str]) -> str:
+    if key in known:
+        return f"{known[key]} (found in an earlier run; the file is unchanged)"
+    return "file not found" if key.startswith("missing:") else PERMISSION_DENIED
 
 
 def _preferred_batch_sizes() -> dict[str, int]:
@@ -440,6 +465,15 @@ def extract(
     todo = m[~m["clip_key"].isin(stored)].drop_duplicates("clip_key")
     report.cached = int(m["clip_key"].isin(stored).sum())
     report.entry = entry.id
+    # Clips known to be unusable are reported without decoding them or loading a model.
+    known = store.unusable_clips()
+    bad = _unusable_mask(todo, known)
+    report.skipped.extend(
+        SkippedClip(c.clip_id, str(c.path), _known_reason(c.clip_key, known)) for c in todo[bad].itertuples()
+    )
+    todo = todo[~bad]
+    key_of = dict(zip(todo["clip_id"], todo["clip_key"]))
+    rejected: dict[str, str] = {}  # clip key -> reason, for clips decoding rejects in this run
     if todo.empty:
         report.seconds = time.perf_counter() - t0
         return report
@@ -483,6 +517,7 @@ def extract(
             if i + PREFETCH_BATCHES < len(batches):  # bounded: at most PREFETCH_BATCHES decoded ahead
                 pending.append(pool.submit(_load_batch, batches[i + PREFETCH_BATCHES], rate, max_s))
             report.skipped.extend(skipped)
+            rejected.update((key_of[c.clip_id], c.reason) for c in skipped if c.clip_id in key_of)
             _run_batch(extractor, loaded, report, writer)
             reporter.advance(len(batch_df), f"{report.computed} computed, {len(report.skipped)} skipped")
     except Cancelled:
@@ -491,6 +526,8 @@ def extract(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        # Decoding failures depend on the file alone; forward-pass failures (memory) may not.
+        store.remember_unusable({k: r for k, r in rejected.items() if not k.startswith(_NO_CONTENT)})
         try:
             if writer is not None:
                 writer.close()  # every forward pass already run is written

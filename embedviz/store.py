@@ -80,6 +80,8 @@ ROW_GROUP_CLIPS = 256
 #: Temporary files older than this are left over from a crashed write (a write takes seconds).
 STALE_TMP_SECONDS = 15 * 60
 _META = "meta.json"
+_UNUSABLE = "unusable-clips.json"
+_UNUSABLE_LOCK = threading.Lock()
 _FORMAT_KEY = b"embedviz_format"
 _DTYPES_KEY = b"embedviz_dtypes"
 _REPLACES_KEY = b"embedviz_replaces"
@@ -826,6 +828,46 @@ class EmbeddingStore:
                 )
         columns = ["entry", "model", "options", "clips", "layers", "bytes", "current", "time_grid", "damaged", "path"]
         return pd.DataFrame(rows, columns=columns)
+
+    # ------------------------------------------------------------ unusable clips
+
+    def unusable_clips(self) -> dict[str, str]:
+        """Content keys of clips that decoding rejected in an earlier run, with the reason.
+
+        A clip's content decides whether it decodes (for every model), so a re-run neither
+        decodes it again nor loads a model for it. Kept in ``<root>/unusable-clips.json``
+        under :data:`embedviz.audio.DECODE_POLICY_VERSION`; a file of another version, or one
+        that cannot be read, counts as empty (the clips are simply decoded again).
+        """
+        from embedviz.audio import DECODE_POLICY_VERSION
+
+        try:
+            data = json.loads((self.root / _UNUSABLE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("decode_policy") != DECODE_POLICY_VERSION:
+            return {}
+        clips = data.get("clips")
+        return {str(k): str(v) for k, v in clips.items()} if isinstance(clips, dict) else {}
+
+    def remember_unusable(self, reasons: Mapping[str, str]) -> None:
+        """Add ``clip key -> reason`` of clips decoding rejected (see :meth:`unusable_clips`).
+
+        Best effort: a lost race between two writers only means a clip is decoded once more.
+        """
+        from embedviz.audio import DECODE_POLICY_VERSION
+
+        if not reasons:
+            return
+        with _UNUSABLE_LOCK:
+            known = self.unusable_clips()
+            known.update(reasons)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                _atomic_write_text(self.root / _UNUSABLE, json.dumps(
+                    {"decode_policy": DECODE_POLICY_VERSION, "clips": known}, sort_keys=True))
+            except OSError as exc:
+                logger.warning("could not remember unusable clips in %s: %s", self.root, exc)
 
     def entry_at(self, entry_id: str) -> StoreEntry:
         """The entry with this id (as in :attr:`ExtractionReport.entry`), existing or not."""
