@@ -96,9 +96,11 @@ def test_an_uploaded_clip_gets_a_star_on_every_panel_a_vote_and_neighbours(env, 
 
 
 @pytest.mark.parametrize("pool", ["mean", "meanstd", "speech", "time:0.3"])
-def test_a_stored_clip_uploaded_lands_on_its_own_point_in_aligned_panels(env, pool: str) -> None:
+def test_a_stored_clip_uploaded_lands_on_its_own_point_in_aligned_panels(env, pool: str, monkeypatch) -> None:
     """PCA places a vector exactly; the second panel is Procrustes-aligned and the star follows.
     With every pooling: the clip is pooled from its forward pass as the store pools it."""
+    if pool.startswith("time:"):
+        monkeypatch.setenv("EMBEDVIZ_TIME_GRID", "1")  # the time grid is stored only on request
     at = _extracted({**PARAMS, "pool": pool})
     assert (at.query_params["pool"] if "pool" in at.query_params else "mean") == pool and not at.warning
     clip = open_dataset(None).sample(["yes", "no"], 6, seed=0).iloc[2]
