@@ -213,12 +213,15 @@ def _scatter_traces(
             marker={k: v for k, v in style.items() if v is not None},
         )
         shown_in_legend.add(label)
+        # float32: plotly sends numpy arrays as typed arrays, so this halves the coordinate
+        # bytes; a picture needs no more than float32's 7 digits.
+        xyz = coords[idx].astype(np.float32)
         if three_d:
-            traces.append(go.Scatter3d(x=coords[idx, 0], y=coords[idx, 1], z=coords[idx, 2], **common))
+            traces.append(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], **common))
         else:
             use_webgl = coords.shape[0] >= WEBGL_MIN_POINTS if webgl is None else webgl
             cls = go.Scattergl if use_webgl else go.Scatter
-            traces.append(cls(x=coords[idx, 0], y=coords[idx, 1], **common))
+            traces.append(cls(x=xyz[:, 0], y=xyz[:, 1], **common))
     return traces
 
 

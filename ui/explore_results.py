@@ -123,6 +123,21 @@ def _neighbours(view: ViewSettings, status):
         return None
 
 
+def _read_stored_layers(view: ViewSettings, panels, status: dict, extracted: set) -> None:
+    """Every layer the panels of a model will draw, read from the store in one pass (one
+    read costs about the same for one layer or all of them; see ``cached.read_together``)."""
+    wanted: dict[str, dict[str, None]] = {}
+    for _, section in panels:
+        for name, layers in section:
+            if name in extracted:
+                wanted.setdefault(name, {}).update(dict.fromkeys(layers))
+    for name, layers in wanted.items():
+        try:
+            cached.read_together(status[name][0], tuple(layers), view.pooling)
+        except EmbedvizError:
+            pass  # each panel reports its own error
+
+
 def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df) -> None:
     """The panels (left) and the selected clip with its neighbours (right)."""
     from embedviz.figures import word_colors
@@ -135,6 +150,7 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
     marks = _marks(view, sample, nn)
     extracted = {m for m, (_, missing, total) in status.items() if missing < total}
     n_panels = sum(len(section) for _, section in panels)
+    _read_stored_layers(view, panels, status, extracted)
     results, side = st.columns([3, 1], gap="medium")
     with results:
         for header, section in panels:
