@@ -248,6 +248,46 @@ def _resolve_symbols(labels: Iterable[str], colors: Mapping[str, str] | None) ->
     return {label: style.symbol for label, style in word_styles(universe).items()}
 
 
+#: Text width of one legend entry in :func:`compact_legend` (a Speech Commands word at 10 px).
+LEGEND_ENTRY_PX = 56
+#: What one entry takes across, marker and padding included (measured in Chromium: 124 px).
+LEGEND_ENTRY_SPAN_PX = LEGEND_ENTRY_PX + 68
+#: Height of one row of :func:`compact_legend` entries.
+LEGEND_ROW_PX = 19
+
+
+def compact_legend(n_labels: int, width_px: int, title: str = "") -> tuple[dict[str, Any], int]:
+    """A legend for many labels: fixed-width entries in rows under the plot.
+
+    Plotly's default legend is one column beside the plot: 35 words make it taller than
+    the plot itself, and it squeezes the panel's width. Here entries of
+    :data:`LEGEND_ENTRY_SPAN_PX` wrap into as many columns as ``width_px`` holds (35 words
+    under a 760 px figure: 6 per row, 6 rows). Returns the ``layout.legend`` dict and the height in pixels the
+    rows take, to add to the figure's height and bottom margin so the plot keeps its size.
+    Clicking an entry still hides its word, double-clicking isolates it (every trace of a
+    word shares its ``legendgroup``, across all subplots of a :func:`grid_figure`).
+    """
+    if n_labels < 0 or width_px < 1:
+        raise ConfigError(f"compact_legend needs n_labels >= 0 and width_px >= 1, got {n_labels}, {width_px}")
+    per_row = max(1, int(width_px) // LEGEND_ENTRY_SPAN_PX)
+    rows = math.ceil(n_labels / per_row) + (1 if title else 0)
+    legend = {
+        "orientation": "h",
+        "x": 0.0,
+        "xanchor": "left",
+        "y": 0.0,
+        "yanchor": "bottom",
+        "yref": "container",  # in the figure's bottom margin, whatever the axes (see the returned height)
+        "entrywidth": LEGEND_ENTRY_PX,
+        "entrywidthmode": "pixels",
+        "itemsizing": "constant",
+        "tracegroupgap": 0,
+        "font": {"size": 10},
+        "title": {"text": title, "side": "top left"},
+    }
+    return legend, rows * LEGEND_ROW_PX + 6
+
+
 def _check_color_by(color_by: str) -> None:
     if color_by not in ("word", "speaker"):
         raise ConfigError(f"color_by must be 'word' or 'speaker', got {color_by!r}")
@@ -339,14 +379,21 @@ def grid_figure(
     title: str = "",
     highlight: Highlight | None = None,
     webgl: bool | None = None,
+    width_px: int = 1100,
+    panel_height: int = 300,
 ) -> "go.Figure":
     """Small multiples (e.g. layers x models) with shared colours and one legend.
 
     All panels must be 2D, or all 3D (then each cell is its own 3D scene). Clicking a
-    legend entry hides that label in every panel. One figure holds every panel, and
-    plotly.js draws all WebGL subplots of a figure on ONE canvas, so a grid of any
-    number of 20,000-point panels uses a single WebGL context (separate charts take
-    two each and blank past the browser's ~16).
+    legend entry hides that label in every panel, double-clicking isolates it. One
+    figure holds every panel, and plotly.js draws all WebGL subplots of a figure on ONE
+    canvas, so a grid of any number of 20,000-point panels uses a single WebGL context
+    (separate charts take about two each and the browser blanks the oldest past ~16:
+    measured, 13 separate 20,000-point charts in Chromium lose their first 5).
+
+    The legend is :func:`compact_legend` rows under the grid, sized for ``width_px``
+    (the width the figure is drawn at); each panel is ``panel_height`` pixels tall.
+    Trace ``i`` belongs to panel ``int(fig.data[i].xaxis[1:] or 1) - 1`` (3D: ``scene``).
     """
     from plotly.subplots import make_subplots
 
@@ -393,16 +440,34 @@ def grid_figure(
         # Projection axes have no units worth reading in a small multiple.
         fig.update_xaxes(showticklabels=False)
         fig.update_yaxes(showticklabels=False)
+    legend, legend_px = compact_legend(len(shown), width_px, title=color_by)
     fig.update_layout(
         title={"text": title},
-        height=60 + 300 * n_rows,
+        height=60 + panel_height * n_rows + legend_px,
         template="plotly_white",
-        legend={"title": {"text": color_by}, "itemsizing": "constant"},
+        legend=legend,
         clickmode="event+select",
         uirevision="embedviz",
-        margin={"l": 20, "r": 20, "t": 80, "b": 20},
+        margin={"l": 20, "r": 20, "t": 80, "b": 20 + legend_px},
     )
     return fig
+
+
+def panel_of_traces(fig: "go.Figure") -> list[int]:
+    """For each trace of a :func:`grid_figure` (and traces added to its subplots later),
+    the index of its panel, from the trace's ``xaxis`` (``"x3"`` -> 2) or ``scene``."""
+    out = []
+    for trace in fig.data:
+        ref = getattr(trace, "scene", None) if isinstance(trace, _scene_types()) else getattr(trace, "xaxis", None)
+        digits = str(ref or "").lstrip("xscene")
+        out.append(int(digits) - 1 if digits else 0)
+    return out
+
+
+def _scene_types() -> tuple[type, ...]:
+    import plotly.graph_objects as go
+
+    return (go.Scatter3d,)
 
 
 def overview_figure(
@@ -631,6 +696,8 @@ __all__ = [
     "Highlight",
     "Panel",
     "WordStyle",
+    "compact_legend",
+    "panel_of_traces",
     "overview_figure",
     "word_styles",
     "cka_figure",
