@@ -16,6 +16,8 @@ Measured per renderer and size, 35 word clusters:
 * first draw: from handing over the data to the first frame with the points on screen;
 * pan/zoom: 40 scripted view changes (zoom in 5%, pan), each awaited to its next frame;
   the median and 90th percentile frame time;
+* many panels: 13 panels of 20,000 points built by ``embedviz.figures``, as 13 separate
+  charts and as one ``grid_figure``; how many panels stay blank (WebGL context limit);
 * for Plotly at 100,000 points, the embedviz figure itself (``embedviz.figures.scatter_figure``,
   one trace per word, customdata and hover template): first draw, then a hover over a point
   (does the hover label name the clip?) and a click (does plotly_click give its clip id?).
@@ -141,6 +143,55 @@ def _embedviz_figure(n: int) -> dict:
     return json.loads(pio.to_json(fig, validate=False))
 
 
+def _panel_figures(n_panels: int, n: int) -> tuple[list[dict], dict]:
+    """``n_panels`` projections of ``n`` points as the app draws them: separate
+    ``scatter_figure`` charts, and one ``grid_figure`` of subplots."""
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+    import plotly.io as pio
+
+    from embedviz.figures import Panel, grid_figure, scatter_figure
+
+    rng = np.random.default_rng(1)
+    words = [f"word{i:02d}" for i in range(35)]
+    label = rng.integers(0, 35, n)
+    ids = [f"{words[w]}/{i:08x}_nohash_0.wav" for i, w in enumerate(label)]
+    names, speakers = [words[w] for w in label], [f"{i % 2618:08x}" for i in range(n)]
+    panels = [Panel(f"layer {k}", rng.normal(size=(35, 2))[label] * 3 + rng.normal(size=(n, 2)) * 0.5, ids, names,
+                    speakers) for k in range(n_panels)]
+    separate = [json.loads(pio.to_json(scatter_figure(p.coords, ids, names, speakers, title=p.title), validate=False))
+                for p in panels]
+    grid = json.loads(pio.to_json(grid_figure(panels, 3, width_px=1400), validate=False))
+    return separate, grid
+
+
+MANY = """async ([figs, height]) => { const root = document.getElementById('plot'); root.style.height = 'auto';
+  const t0 = performance.now();
+  for (const f of figs) { const d = document.createElement('div'); d.className = 'panel';
+    d.style.cssText = `width:${figs.length > 1 ? 460 : 1400}px;height:${height}px;display:inline-block`; root.appendChild(d);
+    f.layout.height = height; f.layout.width = figs.length > 1 ? 460 : 1400; await Plotly.newPlot(d, f.data, f.layout); }
+  await frame(); return performance.now() - t0; }"""
+
+
+def _drawn_panels(page, selector: str) -> list[int]:
+    """Saturated pixels inside each plot area (subplot) under ``selector``: 0 = blank."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for gd in page.locator(selector).all():
+        image = Image.open(io.BytesIO(gd.screenshot())).convert("RGB")
+        areas = gd.evaluate("""gd => Object.keys(gd._fullLayout).filter(k => /^xaxis\d*$/.test(k)).map(k => {
+            const xa = gd._fullLayout[k], ya = gd._fullLayout['y' + k.slice(1)];
+            return [xa._offset, ya._offset, xa._offset + xa._length, ya._offset + ya._length]; })""")
+        for box in areas:
+            pixels = np.asarray(image.crop(tuple(int(v) for v in box)), dtype=np.int16)
+            out.append(int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum()))
+    return out
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
     from plotly.colors import qualitative
@@ -149,6 +200,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench"))
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
+    ap.add_argument("--panels", type=int, default=13, help="panels of the many-panels check (13: wav2vec2-base's layers)")
+    ap.add_argument("--panel-points", type=int, default=20000)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import plotly
@@ -196,6 +249,21 @@ def main() -> None:
             rows.append(("embedviz figure (Plotly)", 100_000, f"{r['first'] / 1000:.2f} s", "", ""))
             print(f"embedviz figure at 100000: first draw {r['first'] / 1000:.2f} s; hover label {hover[:80]!r}; "
                   f"click -> {clicked!r} (the hovered clip: {bool(clicked) and clicked in hover})", flush=True)
+            # Many panels: 13 layers x 20,000 points, as separate charts and as one grid figure.
+            separate, grid = _panel_figures(args.panels, args.panel_points)
+            for label, figs, height in (("separate charts", separate, 380), ("one grid figure", [grid], grid["layout"]["height"])):
+                page = browser.new_page(viewport={"width": 1450, "height": 1000})
+                page.set_default_timeout(args.timeout * 1000)
+                warnings: list[str] = []
+                page.on("console", lambda m, w=warnings: w.append(m.text) if "WebGL" in m.text else None)
+                page.goto(url + "/index.html")
+                seconds = page.evaluate(MANY, [figs, height]) / 1000
+                drawn = _drawn_panels(page, ".js-plotly-plot")
+                blank = sum(1 for v in drawn if v == 0)
+                page.screenshot(path=str(args.out / f"panels_{label.replace(' ', '_')}.png"), full_page=True)
+                print(f"{args.panels} panels x {args.panel_points:,} points, {label}: drawn in {seconds:.1f} s, "
+                      f"{blank} of {len(drawn)} panels blank, {len(warnings)} WebGL context warnings", flush=True)
+                page.close()
             browser.close()
         server.shutdown()
     print("| renderer | points | first draw | pan/zoom frame (median) | (p90) |")
