@@ -164,9 +164,11 @@ def _column(values: Sequence[Any] | ArrayLike, n: int, name: str) -> np.ndarray:
 
 #: 2D clouds at least this large are drawn with WebGL (``Scattergl``); smaller ones with SVG.
 #: Browsers keep only about 16 live WebGL contexts per page and Plotly's Scattergl takes two
-#: per chart, so a layers x models grid of WebGL plots silently blanks its oldest panels.
-#: SVG is smooth up to a few thousand markers, so WebGL is kept for the clouds that need it.
-WEBGL_MIN_POINTS = 1000
+#: per chart, so separate WebGL charts blank their oldest past ~8 (grid_figure shares one).
+#: WebGL also has a fixed start-up cost: in headless Chromium (software WebGL) SVG drew 525
+#: points in 0.46 s vs 0.94 s and 2,000 in 0.29 s vs 2.2 s; WebGL won from ~5,000 points
+#: (1.3 s vs 0.8 s). SVG is smooth to pan and zoom at a few thousand markers.
+WEBGL_MIN_POINTS = 3000
 
 _HOVER = "clip %{customdata[0]}<br>word %{customdata[1]}<br>speaker %{customdata[2]}<extra></extra>"
 
