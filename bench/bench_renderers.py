@@ -57,9 +57,10 @@ function clusters(n, k) {  // n points in k Gaussian clusters, deterministic
 const frame = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
 const PALETTE = %PALETTE%;
 function stats(times) { const t = [...times].sort((a, b) => a - b); return {median: t[Math.floor(t.length / 2)], p90: t[Math.floor(t.length * 0.9)]}; }
-function views(steps) {  // zoom in 5% per step around a drifting centre (a scripted pan + zoom)
-  const out = []; let w = 16, cx = 0, cy = 0;
-  for (let i = 0; i < steps; i++) { w *= 0.95; cx += 0.05 * w; cy -= 0.03 * w; out.push([cx - w / 2, cx + w / 2, cy - w / 2.5, cy + w / 2.5]); }
+function views(steps) {  // zoom in 5% per step while the centre circles inside the clusters (pan + zoom)
+  const out = []; let w = 16;
+  for (let i = 0; i < steps; i++) { w *= 0.95; const cx = 1.5 * Math.sin(i / 6), cy = 1.5 * Math.cos(i / 6);
+    out.push([cx - w / 2, cx + w / 2, cy - w / 2.5, cy + w / 2.5]); }
   return out;
 }
 async function plotlyRun(n) {
@@ -89,6 +90,7 @@ async function reglRun(n) {
   const sp = createScatterplot({canvas, width: 1000, height: 800, pointSize: 3, opacity: 0.6});
   sp.set({colorBy: 'category', pointColor: PALETTE.slice(0, 35)});
   await sp.draw(points); await frame(); const first = performance.now() - t0;
+  window._shot && await window._shot();
   const times = [];
   for (const [x0, x1, y0, y1] of views(40)) {
     const t = performance.now();
