@@ -141,7 +141,9 @@ def app_views(dataset: str, cache: str, shots: Path, repo: Path, extras: bool) -
                 first, shown = settle(pg, t0)
                 results[name] = (first, shown)
                 print(f"{name}: first plot {first:.1f} s, shown {shown:.1f} s", flush=True)
-                pg.screenshot(path=str(shots / f"scale_{name.replace(', ', '_').replace(' ', '_')}.png"), full_page=True)
+                # Streamlit scrolls inside its main container: bring the plots into the viewport.
+                pg.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+                pg.screenshot(path=str(shots / f"scale_{name.replace(', ', '_').replace(' ', '_')}.png"))
             for k, (first, shown) in results.items():
                 print(f"RESULT {k}: first plot {first:.1f} s, shown {shown:.1f} s "
                       f"({shown / results['500'][1]:.2f}x the 500 view)")
