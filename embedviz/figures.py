@@ -252,8 +252,9 @@ def _resolve_symbols(labels: Iterable[str], colors: Mapping[str, str] | None) ->
 
 #: Text width of one legend entry in :func:`compact_legend` (a Speech Commands word at 10 px).
 LEGEND_ENTRY_PX = 56
-#: What one entry takes across, marker and padding included (measured in Chromium: 124 px).
-LEGEND_ENTRY_SPAN_PX = LEGEND_ENTRY_PX + 68
+#: What one entry takes across, marker and padding included (measured in Chromium: 9 entries
+#: in a 764 px row, ~85 px each).
+LEGEND_ENTRY_SPAN_PX = LEGEND_ENTRY_PX + 30
 #: Height of one row of :func:`compact_legend` entries.
 LEGEND_ROW_PX = 19
 
@@ -264,7 +265,7 @@ def compact_legend(n_labels: int, width_px: int, title: str = "") -> tuple[dict[
     Plotly's default legend is one column beside the plot: 35 words make it taller than
     the plot itself, and it squeezes the panel's width. Here entries of
     :data:`LEGEND_ENTRY_SPAN_PX` wrap into as many columns as ``width_px`` holds (35 words
-    under a 760 px figure: 6 per row, 6 rows). Returns the ``layout.legend`` dict and the height in pixels the
+    under a 760 px figure: 4-5 rows). Returns the ``layout.legend`` dict and the height in pixels the
     rows take, to add to the figure's height and bottom margin so the plot keeps its size.
     Clicking an entry still hides its word, double-clicking isolates it (every trace of a
     word shares its ``legendgroup``, across all subplots of a :func:`grid_figure`).
