@@ -1,7 +1,7 @@
 """The Explore page's results: the panels, brushing across them, and the selected clip.
 
-``render_results`` draws one plot per panel, or, past :data:`MAX_WEBGL_PANELS` 2D panels or
-:data:`MAX_WORDS_PER_PANEL_LEGEND` words, one figure of subplots per section (the
+``render_results`` draws one plot per panel, or, past :data:`MAX_WEBGL_PANELS` WebGL-sized 2D
+panels or :data:`MAX_WORDS_PER_PANEL_LEGEND` words, one figure of subplots per section (the
 browser's WebGL context limit would blank separate charts; its one compact legend hides
 a word in all its panels). What is marked is the
 same in every panel: the clicked clip (black ring), its nearest neighbours in the chosen
@@ -23,8 +23,9 @@ from ui.explore_steps import BRUSH_KEY, CLIP_KEY, SPACE_KEY
 
 #: Browsers keep about 16 WebGL contexts per page and a Plotly Scattergl chart takes about
 #: two: up to this many panels each is its own chart; past it, each section's 2D panels are
-#: one figure of subplots (one context, one shared legend; see ``_grid``). 3D scenes take a
-#: context each and are drawn as their own charts, so many 3D panels can still blank.
+#: one figure of subplots (one context, one shared legend; see ``_grid``) when they are
+#: WebGL-sized, and separate SVG charts when they are small. 3D scenes take a context each
+#: and are drawn as their own charts, so many 3D panels can still blank.
 MAX_WEBGL_PANELS = 6
 #: More words than this and a section's 2D panels share one figure too: 35 words make a
 #: legend per panel as tall as the plot, and a legend click would hide the word in one
@@ -108,7 +109,7 @@ NUMBERS_HELP = (
 RESULTS_WIDTH_PX = 760
 
 
-def _panel(view, status, name, layers, reduction, colors, coords, marks, width_px: int) -> None:
+def _panel(view, status, name, layers, reduction, colors, coords, marks, width_px: int, webgl=None) -> None:
     """One plot: the projection of a model's layer (or concatenated layers) with its numbers."""
     from embedviz.figures import compact_legend, scatter_figure, title_for
 
@@ -121,7 +122,7 @@ def _panel(view, status, name, layers, reduction, colors, coords, marks, width_p
         coords, clips["clip_id"], clips["word"], clips["speaker"], color_by=view.color_by,
         # model / layer and pooling / projection on three lines: narrow panels cut long titles.
         title="<br>".join(title.split(" · ", 1)).replace(" pooling · ", " pooling<br>", 1),
-        colors=colors,
+        colors=colors, webgl=webgl,
     )
     n_speakers = clips["speaker"].nunique()
     # Many speakers would bury the plot under its legend; hover names each point's speaker.
@@ -226,7 +227,7 @@ def _read_stored_layers(view: ViewSettings, panels, status: dict, extracted: set
 
 def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df) -> None:
     """The panels (left) and the selected clip with its neighbours (right)."""
-    from embedviz.figures import word_colors
+    from embedviz.figures import WEBGL_MIN_POINTS, word_colors
 
     reduction = view.reduction_settings()
     # Colours from the dataset's whole word list: a word keeps its colour whatever else is chosen.
@@ -261,13 +262,16 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
                 except EmbedvizError:
                     pass  # each panel reports its own error below
             many_words = view.color_by == "word" and len(view.words) - len(view.hide) > MAX_WORDS_PER_PANEL_LEGEND
-            if view.dims == 2 and (n_panels > MAX_WEBGL_PANELS or (many_words and len(section) > 1)):
+            # Small clouds are SVG (no WebGL context), so many small panels can stay separate charts.
+            many_webgl = n_panels > MAX_WEBGL_PANELS and len(sample) >= WEBGL_MIN_POINTS
+            if view.dims == 2 and len(section) > 1 and (many_webgl or many_words):
                 _grid(view, status, header, section, reduction, colors, aligned, marks)
                 continue
             cols = st.columns(n_cols)
             for i, (name, layers) in enumerate(section):
                 with cols[i % n_cols]:
-                    _panel(view, status, name, layers, reduction, colors, aligned[i], marks, RESULTS_WIDTH_PX // n_cols)
+                    _panel(view, status, name, layers, reduction, colors, aligned[i], marks, RESULTS_WIDTH_PX // n_cols,
+                           webgl=None if n_panels <= MAX_WEBGL_PANELS else False)
     with side:
         _clip_side(view, sample, nn)
     _selection_table(view, sample)
