@@ -361,3 +361,26 @@ def test_many_words_share_one_figure_with_one_legend(env, monkeypatch) -> None:
     assert sorted(shown) == ["no", "yes"]  # each word once, for both panels
     assert spec["layout"]["legend"]["orientation"] == "h"
     assert " ".join(texts(at.caption)).count("k-NN accuracy") == 2  # every panel's numbers
+
+
+def test_a_view_reads_all_its_layers_in_one_store_pass(env, monkeypatch) -> None:
+    """Opening a store part costs the same for one layer or all: the panels of a model
+    (logmel, mfcc) are read together, once, not once per panel."""
+    from embedviz import views
+
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    calls: list[tuple[str, ...]] = []
+    real = views.read_vectors
+
+    def counting(store, settings, layers, pooling, manifest=None):
+        calls.append(tuple(layers))
+        return real(store, settings, layers, pooling, manifest)
+
+    monkeypatch.setattr(views, "read_vectors", counting)
+    widget(at, "segmented_control", "ex_pool").set_value("max").run()  # a new pooling: nothing cached
+    no_exception(at)
+    assert len(at.get("plotly_chart")) == 2
+    assert calls == [("logmel", "mfcc")]
