@@ -92,9 +92,15 @@ def analyse_entry(
     k: int = 5,
     seed: int = 0,
     probe: bool = True,
+    measures: bool = False,
     progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
     """One row of separability metrics per stored layer; optionally writes HTML figures.
+
+    Columns: ``layer``, ``model``, ``pooling``, then :data:`embedviz.metrics.METRIC_COLUMNS`
+    (with the speaker-vs-word k-NN columns); with ``measures`` also
+    :data:`embedviz.measures.MEASURE_COLUMNS` after them (PWCCA, cluster NMI, ABX, on at
+    most :data:`embedviz.measures.MEASURES_MAX_N` clips, stated in ``measures_n``).
 
     ``probe=False`` skips the cross-validated linear probe (most of the time on big sets).
     ``progress`` gets one step per layer read and measured (and per figure); it can stop.
@@ -102,6 +108,7 @@ def analyse_entry(
     Figures: the layer curve, a grid of per-layer projections (aligned with Procrustes),
     the k-NN confusion matrix of the best layer, and the CKA matrix between layers.
     """
+    from embedviz import measures as measures_lib
     from embedviz import metrics, views
     from embedviz.reduction import ReductionSettings, plan_projection
 
@@ -122,7 +129,11 @@ def analyse_entry(
         X = _layer_rows(store, settings, layer, pooling, clips)
         row: dict[str, Any] = {"layer": str(layer), "model": settings.model,
                                "depth": i / (len(names) - 1) if len(names) > 1 else 0.0}
-        row.update(metrics.layer_metrics(X, words_arr, speakers, k=k, seed=seed, probe=probe))
+        row.update(metrics.layer_metrics(X, words_arr, speakers, k=k, seed=seed, probe=probe, speaker_identity=True))
+        if measures:
+            order = views.measure_order(clips)  # the app's row order: the same numbers
+            extra = measures_lib.layer_measures(X[order], words_arr[order], speakers[order], seed=seed)
+            row.update({key: value for key, value in extra.items() if key != "n_clips"})
         rows.append(row)
         if figures_dir is not None:
             cka_blocks[str(layer)] = X[cka_rows]
@@ -132,7 +143,8 @@ def analyse_entry(
             coords.append(views.project(X, rsettings).coords)
         del X
         reporter.advance(1, f"layer {layer}")
-    table = pd.DataFrame(rows, columns=["layer", "model", *metrics.METRIC_COLUMNS])
+    extra_columns = [c for c in measures_lib.MEASURE_COLUMNS if c != "n_clips"] if measures else []
+    table = pd.DataFrame(rows, columns=["layer", "model", *metrics.METRIC_COLUMNS, *extra_columns])
     table.insert(2, "pooling", pooling)
     if figures_dir is not None:
         write_figures(Path(figures_dir), settings.model, coords, cka_blocks, clips.iloc[cka_rows].reset_index(drop=True), clips, table, pooling=pooling,

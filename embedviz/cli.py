@@ -53,7 +53,16 @@ def cmd_words(args: argparse.Namespace) -> int:
     print(f"dataset: {ds.root}")
     print(table.to_string(index=False))
     print(f"{len(table)} words, {int(table['clips'].sum())} clips")
+    _print_problems(ds)
     return 0
+
+
+def _print_problems(ds) -> None:  # type: ignore[no-untyped-def]
+    """Name every entry of the dataset's word folders that discovery could not use, with the reason."""
+    if ds.problems:
+        print(f"{len(ds.problems)} file(s) in the dataset folder cannot be used, so they are not clips:")
+        for problem in ds.problems:
+            print(f"  skipped {problem.path}: {problem.reason}")
 
 
 class _TqdmProgress:
@@ -112,9 +121,9 @@ def _ray_options(p: argparse.ArgumentParser) -> None:
                    help="run here (local) or on a Ray cluster (needs requirements-ray.txt)")
     p.add_argument("--ray-address", default=None,
                    help="'auto' or a cluster address (default: start a private local Ray instance)")
-    p.add_argument("--ray-actors", type=int, default=2, help="extractor actors (each loads the model once)")
-    p.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="GPUs per actor (0: CPU)")
-    p.add_argument("--ray-cpus-per-actor", type=float, default=1.0, help="CPUs per actor")
+    p.add_argument("--ray-actors", type=_positive_int, default=2, help="extractor actors (each loads the model once)")
+    p.add_argument("--ray-gpus-per-actor", type=_float_at_least(0.0), default=0.0, help="GPUs per actor (0: CPU)")
+    p.add_argument("--ray-cpus-per-actor", type=_float_at_least(0.0, strictly=True), default=1.0, help="CPUs per actor")
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -125,6 +134,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     manifest = ds.sample(words, args.samples, seed=args.seed)
     store = _store(args)
     print(f"dataset {ds.root}: {len(manifest)} clips of {len(words)} words; store {store.root}")
+    _print_problems(ds)
     any_done = False
     for model in _words_arg(args.model):
         progress = _TqdmProgress(model)
@@ -135,9 +145,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
             print(f"error: {model}: {exc}", file=sys.stderr)
             continue
         progress.close()
-        print(report.summary())
-        for skipped in report.skipped:
-            print(f"  skipped {skipped.path}: {skipped.reason}")
+        print(report.summary() + (f", {len(report.notices)} with notices" if report.notices else ""))
+        for line in report.details():
+            print(line)
         any_done = any_done or (report.computed + report.cached) > 0
     return 0 if any_done else 1
 
@@ -173,7 +183,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         table = analyse_entry(
             _store(args), _settings(args, args.model), pooling=args.pooling, words=_words_arg(args.words) or None,
             layers=_words_arg(args.layers) or None, figures_dir=Path(args.figures) if args.figures else None,
-            reduction=args.reduction, probe=not args.no_probe, progress=progress,
+            reduction=args.reduction, probe=not args.no_probe, measures=args.measures, progress=progress,
         )
     finally:
         progress.close()
@@ -259,14 +269,64 @@ def _add_fetch_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fetch_speech_commands)
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def _int_at_least(low: int):
+    """An argparse type: a whole number >= ``low`` (argparse names the argument in its error)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    convert.__name__ = f"whole number >= {low}"
+    return convert
+
+
+_non_negative_int = _int_at_least(0)
+_positive_int = _int_at_least(1)
+
+
+def _float_at_least(low: float, *, strictly: bool = False):
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not (value > low if strictly else value >= low) or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strictly else 'at least'} {low:g}, got {text}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
+def _checked_by(check):
+    """An argparse type that validates the text with a library function (its message, the argument's name)."""
+
+    def convert(text: str) -> str:
+        try:
+            check(text)
+        except EmbedvizError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _device_arg(text: str) -> str:
+    from embedviz.settings import check_device_name
+
+    return _checked_by(check_device_name)(text)
+
+
+def _pooling_arg(text: str) -> str:
+    from embedviz.pooling import parse_pooling
+
+    return _checked_by(parse_pooling)(text)
 def cmd_nearest(args: argparse.Namespace) -> int:
     """Embed one clip, list its k nearest stored clips and their vote (see embedviz.placement)."""
     import json
@@ -324,15 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
                             + (" (comma-separated for several)" if many else ""))
         p.add_argument("--cache", help="store folder (default: $EMBEDVIZ_CACHE or the user cache)")
         p.add_argument("--whisper-mode", choices=WHISPER_MODES, default="padded")
-        p.add_argument("--model-seed", type=int, default=0, help="seed of random-init models")
+        p.add_argument("--model-seed", type=_non_negative_int, default=0, help="seed of random-init models")
 
     p = sub.add_parser("extract", help="embed clips (only those not stored yet)")
     p.add_argument("--dataset", help="dataset root (default: the bundled demo)")
     p.add_argument("--words", help="comma-separated words (default: all)")
-    p.add_argument("--samples", type=int, default=24, help="clips per word")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--samples", type=_positive_int, default=24, help="clips per word")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed")
+    p.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="clips per forward pass (default: the family's measured size, see docs/PERFORMANCE.md)")
     model_options(p, many=True)
     _ray_options(p)
@@ -341,17 +401,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write one layer's stored embeddings to Parquet or CSV")
     model_options(p)
     p.add_argument("--layer", required=True)
-    p.add_argument("--pooling", default="mean")
+    p.add_argument("--pooling", type=_pooling_arg, default="mean")
     p.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("analyse", aliases=["analyze"], help="per-layer separability table and figures")
     model_options(p)
-    p.add_argument("--pooling", default="mean")
+    p.add_argument("--pooling", type=_pooling_arg, default="mean")
     p.add_argument("--words", help="comma-separated words (default: all stored)")
     p.add_argument("--layers", help="comma-separated layers (default: all)")
     p.add_argument("--reduction", default="pca", choices=["pca", "tsne", "umap"])
     p.add_argument("--no-probe", action="store_true", help="skip the linear probe (the slow part on big sets)")
+    p.add_argument("--measures", action="store_true",
+                   help="add PWCCA with one-hot words, k-means word NMI and word ABX across speakers "
+                        "(on at most 2,000 clips, column measures_n)")
     p.add_argument("--out", required=True, help="FILE.csv")
     p.add_argument("--figures", help="folder for standalone HTML figures")
     p.set_defaults(func=cmd_analyse)
@@ -363,9 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="only stored clips under this dataset root (default: every stored clip)")
     p.add_argument("--layer", help="layer to compare in (default: the model's last layer; the catalogue "
                                    "records no best layer per model)")
-    p.add_argument("--pooling", default="mean")
-    p.add_argument("--k", type=int, default=5, help="neighbours that vote")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--pooling", type=_pooling_arg, default="mean")
+    p.add_argument("--k", type=_positive_int, default=5, help="neighbours that vote")
+    p.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--json", action="store_true",
                    help='print {"predicted", "share", "neighbours": [{"path", "word", "speaker", "similarity"}]}')
     p.set_defaults(func=cmd_nearest)

@@ -684,6 +684,192 @@ def cka_figure(df: "pd.DataFrame", title: str = "") -> "go.Figure":
     return fig
 
 
+#: Name, symbol and colour of a user's own clip in every panel (the browser tests find it by name).
+OWN_CLIP_NAME = "your clip"
+OWN_CLIP_COLOUR = "#111111"
+
+
+def add_own_clip(fig: "go.Figure", point: Sequence[float], label: str = OWN_CLIP_NAME, hover: str = "") -> "go.Figure":
+    """Add a user's own clip to a scatter figure as a large star (2D, or 3D for a 3-long point).
+
+    An extra trace on top of the others, with a legend entry and its own hover text, so it
+    is found in every panel and never mistaken for a stored clip. Returns ``fig``.
+    """
+    import plotly.graph_objects as go
+
+    xyz = [float(v) for v in point]
+    if len(xyz) not in (2, 3) or not all(math.isfinite(v) for v in xyz):
+        raise ConfigError(f"a placed clip needs 2 or 3 finite coordinates, got {point!r}")
+    marker = {"symbol": "star", "size": 20, "color": "#facc15", "line": {"width": 2, "color": OWN_CLIP_COLOUR}}
+    common = {
+        "mode": "markers+text", "name": label, "text": [label], "textposition": "top center",
+        "textfont": {"size": 12, "color": OWN_CLIP_COLOUR}, "showlegend": True,
+        "hovertemplate": (hover or label) + "<extra></extra>",
+    }
+    if len(xyz) == 3:
+        marker = {**marker, "symbol": "diamond", "size": 9}  # Scatter3d has no star symbol
+        fig.add_trace(go.Scatter3d(x=[xyz[0]], y=[xyz[1]], z=[xyz[2]], marker=marker, **common))
+    else:
+        fig.add_trace(go.Scatter(x=[xyz[0]], y=[xyz[1]], marker=marker, **common))
+    return fig
+
+
+#: Readable names for the speaker-vs-word and layer-wise measure columns
+#: (:data:`embedviz.metrics.SPEAKER_WORD_COLUMNS`, :data:`embedviz.measures.MEASURE_COLUMNS`).
+MEASURE_LABELS: dict[str, str] = {
+    "speaker_disjoint_knn": "word k-NN across speakers",
+    "speaker_knn_within_word": "speaker 1-NN within words",
+    "speaker_knn_across_words": "speaker 1-NN across words",
+    "pwcca": "PWCCA with one-hot words",
+    "cluster_nmi": "k-means cluster NMI",
+    "abx_across": "word ABX across speakers",
+    "abx_distractor": "word ABX, B by X's speaker",
+}
+
+#: Chance column of each speaker-vs-word curve.
+_SPEAKER_WORD_CHANCE = {
+    "speaker_disjoint_knn": "chance",
+    "speaker_knn_within_word": "speaker_within_word_chance",
+    "speaker_knn_across_words": "speaker_across_words_chance",
+}
+
+
+def _shared_value(data: "pd.DataFrame", column: str) -> float | None:
+    """The column's single value over all rows (rounded), or None when it varies or is absent."""
+    if column not in data.columns:
+        return None
+    values = np.unique(np.round(data[column].dropna().to_numpy(dtype=np.float64), 6))
+    return float(values[0]) if len(values) == 1 else None
+
+
+def speaker_word_figure(
+    table: "pd.DataFrame",
+    speaker_metric: str = "speaker_knn_within_word",
+    *,
+    title: str | None = None,
+) -> "go.Figure":
+    """Where speaker and word information live: per model, word k-NN across speakers
+    (solid) and speaker-identity k-NN (dashed, ``speaker_metric``: within or across words)
+    against relative depth, in the model's colour, so the two curves can be seen crossing.
+
+    ``table``: rows of :func:`embedviz.metrics.metrics_table` (``layer``, ``depth``,
+    ``speaker_disjoint_knn``, the speaker column and their chance columns; optional
+    ``model``). Chance levels shared by every row are drawn as grey dotted lines.
+    """
+    import plotly.graph_objects as go
+
+    if speaker_metric not in ("speaker_knn_within_word", "speaker_knn_across_words"):
+        raise ConfigError(f"speaker_metric must be a speaker k-NN column, got {speaker_metric!r}")
+    missing = [c for c in ("layer", "depth", "speaker_disjoint_knn", speaker_metric) if c not in table.columns]
+    if missing:
+        raise ConfigError(f"speaker_word_figure: table lacks column(s) {missing}")
+    data = table.copy()
+    if "model" not in data.columns:
+        data["model"] = "model"
+    models = list(dict.fromkeys(data["model"].astype(str)))
+    colors = _model_colors(models)
+    fig = go.Figure()
+    for model in models:
+        part = data[data["model"].astype(str) == model].sort_values("depth", kind="stable")
+        for metric, dash in (("speaker_disjoint_knn", "solid"), (speaker_metric, "dash")):
+            label = MEASURE_LABELS[metric]
+            chance_col = _SPEAKER_WORD_CHANCE[metric]
+            chance = part[chance_col] if chance_col in part.columns else np.full(len(part), np.nan)
+            fig.add_trace(
+                go.Scatter(
+                    x=part["depth"],
+                    y=part[metric],
+                    mode="lines+markers",
+                    name=f"{model} · {label}",
+                    legendgroup=model,
+                    line={"color": colors[model], "dash": dash},
+                    marker={"symbol": "circle" if dash == "solid" else "diamond"},
+                    customdata=np.column_stack([part["layer"].astype(str), np.asarray(chance, dtype=np.float64)]),
+                    hovertemplate=f"{model}<br>layer %{{customdata[0]}}<br>{label} %{{y:.3f}}"
+                    "<br>chance %{customdata[1]:.3f}<extra></extra>",
+                )
+            )
+    for metric, name in (("speaker_disjoint_knn", "word chance"), (speaker_metric, "speaker chance")):
+        value = _shared_value(data, _SPEAKER_WORD_CHANCE[metric])
+        if value is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=[0.0, 1.0], y=[value, value], mode="lines", name=f"{name} ({value:.2f})",
+                    line={"color": "grey", "dash": "dot" if metric == speaker_metric else "dashdot", "width": 1},
+                    hovertemplate=f"{name} {value:.3f}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title={"text": title if title is not None else "Word vs speaker information by layer"},
+        template="plotly_white",
+        xaxis={"title": {"text": "relative depth (0 = first layer, 1 = last)"}, "range": [-0.03, 1.03]},
+        yaxis={"title": {"text": "accuracy"}, "range": [0.0, 1.02]},
+        hovermode="closest",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+    )
+    return fig
+
+
+def measures_figure(table: "pd.DataFrame", *, title: str | None = None) -> "go.Figure":
+    """The layer-wise measures against relative depth, one panel each, one colour per
+    model: PWCCA with one-hot words, k-means cluster NMI (its chance level dotted), and
+    word ABX across speakers (solid: A and B by one speaker; dotted: B by X's speaker;
+    0.5 = chance).
+
+    ``table``: rows of :func:`embedviz.measures.measures_table` (optional ``model``).
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    needed = ("layer", "depth", "pwcca", "cluster_nmi", "abx_across")
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ConfigError(f"measures_figure: table lacks column(s) {missing}")
+    data = table.copy()
+    if "model" not in data.columns:
+        data["model"] = "model"
+    models = list(dict.fromkeys(data["model"].astype(str)))
+    colors = _model_colors(models)
+    panels = (
+        ("PWCCA with one-hot words", [("pwcca", "solid")]),
+        ("k-means cluster NMI", [("cluster_nmi", "solid"), ("cluster_nmi_chance", "dot")]),
+        ("word ABX across speakers (score)", [("abx_across", "solid"), ("abx_distractor", "dot")]),
+    )
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[p[0] for p in panels], shared_xaxes=True)
+    for col, (_, series) in enumerate(panels, start=1):
+        for model in models:
+            part = data[data["model"].astype(str) == model].sort_values("depth", kind="stable")
+            for metric, dash in series:
+                if metric not in part.columns:
+                    continue
+                label = MEASURE_LABELS.get(metric, "NMI chance" if metric.endswith("chance") else metric)
+                fig.add_trace(
+                    go.Scatter(
+                        x=part["depth"], y=part[metric], mode="lines" if metric.endswith("chance") else "lines+markers",
+                        # Solid lines are "the measure of this panel": one legend entry per model.
+                        name=model if dash == "solid" else f"{model} · {label}", legendgroup=model,
+                        showlegend=col == 1 or dash != "solid",
+                        line={"color": colors[model], "dash": dash, "width": 1 if metric.endswith("chance") else 2},
+                        customdata=part["layer"].astype(str).to_numpy()[:, None],
+                        hovertemplate=f"{model}<br>layer %{{customdata[0]}}<br>{label} %{{y:.3f}}<extra></extra>",
+                    ),
+                    row=1, col=col,
+                )
+    fig.add_hline(y=0.5, line={"color": "grey", "dash": "dash", "width": 1}, row=1, col=3)
+    fig.update_xaxes(title_text="relative depth", range=[-0.03, 1.03])
+    fig.update_yaxes(range=[-0.05, 1.02], row=1, col=1)
+    fig.update_yaxes(range=[0.0, 1.02], row=1, col=2)
+    fig.update_yaxes(range=[0.0, 1.02], row=1, col=3)
+    fig.update_layout(
+        title={"text": title if title is not None else "Layer-wise measures"},
+        template="plotly_white",
+        hovermode="closest",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25},
+        margin={"t": 80},
+    )
+    return fig
+
+
 def write_html(fig: "go.Figure", path: str | Path) -> Path:
     """Write a standalone HTML file with plotly.js inlined (opens offline). Returns the path."""
     out = Path(path)
@@ -694,6 +880,9 @@ def write_html(fig: "go.Figure", path: str | Path) -> Path:
 
 __all__ = [
     "DIM_OPACITY",
+    "OWN_CLIP_NAME",
+    "add_own_clip",
+    "MEASURE_LABELS",
     "METRIC_LABELS",
     "SYMBOLS",
     "Highlight",
@@ -707,8 +896,10 @@ __all__ = [
     "confusion_figure",
     "grid_figure",
     "layer_curve_figure",
+    "measures_figure",
     "panel_subtitle",
     "scatter_figure",
+    "speaker_word_figure",
     "title_for",
     "word_colors",
     "write_html",

@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 
 NAN = float("nan")
 
+#: Speaker-vs-word columns (:func:`speaker_word_knn`), in :data:`METRIC_COLUMNS` after the
+#: separability numbers. Word k-NN *across speakers* is ``speaker_disjoint_knn``.
+SPEAKER_WORD_COLUMNS: tuple[str, ...] = (
+    "speaker_knn_within_word",
+    "speaker_within_word_chance",
+    "speaker_within_word_n",
+    "speaker_knn_across_words",
+    "speaker_across_words_chance",
+    "speaker_across_words_n",
+)
+
 #: Column order of :func:`metrics_table` after ``layer`` (and ``model`` when given).
 METRIC_COLUMNS: tuple[str, ...] = (
     "depth",
@@ -47,6 +58,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "knn_n",
     "silhouette_n",
     "probe_n",
+    *SPEAKER_WORD_COLUMNS,
 )
 
 #: The separability numbers a layer curve can show (labels: figures.METRIC_LABELS).
@@ -249,6 +261,140 @@ def speaker_disjoint_knn_accuracy(
 ) -> float:
     """k-NN word accuracy where no clip may be voted on by clips of its own speaker."""
     return knn_accuracy(X, labels, k=k, metric=metric, groups=speakers)
+
+
+#: Neighbours that vote on a speaker. 1, not 5: a speaker has few clips of a word (2-3 in
+#: typical sets), so a 5-NN majority is won by any other speaker with more clips nearby
+#: (measured: speaker-encoded synthetic data, 3 clips per speaker and word, scored 0.11
+#: with k = 5 and 1.0 with k = 1). With k = 1 the stated chance levels are exact.
+SPEAKER_K = 1
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    return np.unique(values, return_inverse=True)[1].astype(np.int64)
+
+
+def speaker_knn_within_word(
+    X: ArrayLike,
+    words: ArrayLike,
+    speakers: ArrayLike,
+    k: int = SPEAKER_K,
+    metric: str = "cosine",
+    *,
+    max_queries: int | None = KNN_MAX_QUERIES,
+    seed: int = 0,
+) -> tuple[float, float, int]:
+    """Speaker-identity k-NN accuracy *within words*: how much speaker information a layer
+    holds once the word is fixed.
+
+    For a clip of word ``w`` by speaker ``s`` only the other clips of ``w`` are candidate
+    neighbours, and they vote on the **speaker**. Only clips whose speaker said ``w`` at
+    least twice are scored (otherwise no right answer exists among the candidates);
+    clips of speakers who said ``w`` once are still candidates (wrong answers).
+
+    Chance is the accuracy of guessing the speaker of a random other clip of the same
+    word, ``(n_sw - 1) / (n_w - 1)``, averaged over the scored clips.
+
+    Returns:
+        ``(accuracy, chance, n_scored)``; ``(nan, nan, 0)`` when no speaker said any word
+        twice (the demo and Speech Commands-style synthetic sets have one clip per
+        speaker and word: then see :func:`speaker_knn_across_words`).
+    """
+    Xf = _matrix(X)
+    w = _labels(words, Xf.shape[0], "words")
+    s = _labels(speakers, Xf.shape[0], "speakers")
+    if len(w) < 2:
+        return NAN, NAN, 0
+    wc, sc = _codes(w), _codes(s)
+    # Clip count of each (word, speaker) cell, looked up per row.
+    pair = wc * (int(sc.max()) + 1) + sc
+    _, pair_codes, pair_counts = np.unique(pair, return_inverse=True, return_counts=True)
+    eligible = pair_counts[pair_codes] >= 2
+    if not eligible.any():
+        return NAN, NAN, 0
+    rows = np.flatnonzero(eligible)
+    if max_queries is not None and len(rows) > max_queries:
+        rows = rows[subsample(len(rows), max_queries, seed, w[rows])]
+    query = np.zeros(len(w), dtype=bool)
+    query[rows] = True
+    word_counts = np.bincount(wc)
+    correct = 0
+    scored = 0
+    chance_sum = 0.0
+    for code in np.unique(wc[rows]):
+        members = np.flatnonzero(wc == code)
+        local_q = np.flatnonzero(query[members])
+        pred, valid = knn_predict(Xf[members], s[members], k=k, metric=metric, queries=local_q)
+        hit = valid[local_q]
+        q_rows = members[local_q][hit]
+        correct += int(np.sum(pred[local_q][hit] == s[q_rows]))
+        scored += int(hit.sum())
+        chance_sum += float(np.sum((pair_counts[pair_codes[q_rows]] - 1) / (word_counts[code] - 1)))
+    if not scored:
+        return NAN, NAN, 0
+    return correct / scored, chance_sum / scored, scored
+
+
+def speaker_knn_across_words(
+    X: ArrayLike,
+    words: ArrayLike,
+    speakers: ArrayLike,
+    k: int = SPEAKER_K,
+    metric: str = "cosine",
+    *,
+    max_queries: int | None = KNN_MAX_QUERIES,
+    seed: int = 0,
+) -> tuple[float, float, int]:
+    """Speaker-identity k-NN accuracy *across words*: can a clip's speaker be told from
+    that speaker's other words?
+
+    Clips of the query's own word are not candidates (so word similarity cannot help);
+    the neighbours vote on the speaker. Only clips whose speaker also said another word
+    are scored. Defined on data with one clip per speaker and word, where
+    :func:`speaker_knn_within_word` is not. Chance: the accuracy of guessing the speaker
+    of a random clip of another word, ``(n_s - n_sw) / (n - n_w)``, averaged.
+
+    Returns:
+        ``(accuracy, chance, n_scored)``; ``(nan, nan, 0)`` when nothing can be scored.
+    """
+    Xf = _matrix(X)
+    w = _labels(words, Xf.shape[0], "words")
+    s = _labels(speakers, Xf.shape[0], "speakers")
+    n = len(w)
+    if n < 2:
+        return NAN, NAN, 0
+    wc, sc = _codes(w), _codes(s)
+    pair = wc * (int(sc.max()) + 1) + sc
+    _, pair_codes, pair_counts = np.unique(pair, return_inverse=True, return_counts=True)
+    n_s = np.bincount(sc)[sc]
+    n_w = np.bincount(wc)[wc]
+    n_sw = pair_counts[pair_codes]
+    eligible = np.flatnonzero(n_s - n_sw >= 1)
+    if len(eligible) == 0:
+        return NAN, NAN, 0
+    if max_queries is not None and len(eligible) > max_queries:
+        eligible = eligible[subsample(len(eligible), max_queries, seed, w[eligible])]
+    pred, valid = knn_predict(Xf, s, k=k, metric=metric, groups=w, queries=eligible)
+    rows = eligible[valid[eligible]]
+    if len(rows) == 0:
+        return NAN, NAN, 0
+    chance = float(np.mean((n_s[rows] - n_sw[rows]) / (n - n_w[rows])))
+    return float(np.mean(pred[rows] == s[rows])), chance, int(len(rows))
+
+
+def speaker_word_knn(
+    X: ArrayLike, words: ArrayLike, speakers: ArrayLike, k: int = SPEAKER_K, metric: str = "cosine", *, seed: int = 0
+) -> dict[str, Any]:
+    """The :data:`SPEAKER_WORD_COLUMNS` of one layer: speaker-identity k-NN within words
+    and across words, each with its chance level and the number of clips scored.
+
+    Their counterpart, word k-NN across speakers, is ``speaker_disjoint_knn`` of
+    :func:`layer_metrics`: where the speaker curve is above the word curve, a layer's
+    neighbourhoods are organised more by voice than by word.
+    """
+    within = speaker_knn_within_word(X, words, speakers, k=k, metric=metric, seed=seed)
+    across = speaker_knn_across_words(X, words, speakers, k=k, metric=metric, seed=seed)
+    return dict(zip(SPEAKER_WORD_COLUMNS, (*within, *across)))
 
 
 def knn_confusion(
@@ -546,8 +692,12 @@ def layer_metrics(
     *,
     metric: str = "cosine",
     probe: bool = True,
+    speaker_identity: bool = False,
 ) -> dict[str, Any]:
     """All separability numbers of one layer.
+
+    With ``speaker_identity`` (and speakers) the :data:`SPEAKER_WORD_COLUMNS` of
+    :func:`speaker_word_knn` are added (two more k-NN passes: off for the Explore panels).
 
     Returns:
         ``knn_accuracy``, ``silhouette``, ``probe_accuracy`` (``nan`` with ``probe=False``),
@@ -582,6 +732,8 @@ def layer_metrics(
         s = _labels(speakers, Xf.shape[0], "speakers")
         if len(np.unique(s)) >= 2:
             out["speaker_disjoint_knn"] = knn_accuracy(Xf, y, k=k, metric=metric, groups=s, seed=seed)
+        if speaker_identity:
+            out.update(speaker_word_knn(Xf, y, s, metric=metric, seed=seed))
     return out
 
 
@@ -595,9 +747,12 @@ def metrics_table(
     model: str | None = None,
     metric: str = "cosine",
     probe: bool = True,
+    speaker_identity: bool = True,
     progress: ProgressCallback | None = None,
 ) -> "pd.DataFrame":
     """One row of :func:`layer_metrics` per layer, in the given order.
+
+    ``speaker_identity`` adds the speaker-vs-word k-NN columns (nan without speakers).
 
     Columns: ``layer``, then ``model`` if given, then :data:`METRIC_COLUMNS`; ``depth`` is
     the layer's position scaled to ``0..1`` (0 for a single layer). All layers must hold
@@ -609,7 +764,8 @@ def metrics_table(
     reporter = ProgressReporter(progress, total=len(layers), stage="metrics")
     rows: list[dict[str, Any]] = []
     for i, layer in enumerate(layers):
-        values = layer_metrics(embeddings[layer], words, speakers, k=k, seed=seed, metric=metric, probe=probe)
+        values = layer_metrics(embeddings[layer], words, speakers, k=k, seed=seed, metric=metric, probe=probe,
+                               speaker_identity=speaker_identity)
         row: dict[str, Any] = {"layer": str(layer)}
         if model is not None:
             row["model"] = model
@@ -627,6 +783,8 @@ __all__ = [
     "METRIC_COLUMNS",
     "PROBE_MAX_N",
     "SILHOUETTE_MAX_N",
+    "SPEAKER_K",
+    "SPEAKER_WORD_COLUMNS",
     "TRUST_MAX_N",
     "knn_accuracy_n",
     "silhouette_n",
@@ -644,5 +802,8 @@ __all__ = [
     "probe_accuracy",
     "silhouette",
     "speaker_disjoint_knn_accuracy",
+    "speaker_knn_across_words",
+    "speaker_knn_within_word",
+    "speaker_word_knn",
     "trustworthiness",
 ]

@@ -25,7 +25,7 @@ from embedviz.extractors import registry
 from embedviz.identity import folder_identity, model_identity
 from embedviz.modelref import ModelRef
 from embedviz.progress import ProgressCallback
-from embedviz.settings import WHISPER_MODES
+from embedviz.settings import WHISPER_MODES, check_device_name
 
 if TYPE_CHECKING:
     from embedviz.extractors.base import Extractor
@@ -45,7 +45,7 @@ def resolve_device(device: str = "auto") -> str:
     """
     import torch
 
-    wanted = (device or "auto").strip().lower()
+    wanted = check_device_name(device)
     mps_ok = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
     if wanted == "auto":
         if torch.cuda.is_available():
@@ -102,6 +102,7 @@ def load_extractor(
         raise ConfigError(f"whisper_mode must be one of {', '.join(WHISPER_MODES)}; got {whisper_mode!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    check_device_name(device)  # also for weightless families, which run on the CPU anyway
     ref = ModelRef.parse(name)
     name = str(ref)
     spec = catalogue.model_spec(ref)

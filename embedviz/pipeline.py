@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from embedviz.audio import load_audio
+from embedviz.audio import NOTICE_KINDS, decode_clip
 from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
 from embedviz.pooling import pool_frames
 from embedviz.progress import ProgressCallback, ProgressReporter
@@ -46,7 +46,12 @@ def clip_key(path: str | Path) -> str:
         cached = _hash_memo.get(memo_key)
     if cached:
         return cached
-    digest = hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()
+    try:
+        data = p.read_bytes()
+    except OSError:
+        # Unreadable (permissions, a folder, a device): no key to find, and decoding names why.
+        return f"unreadable:{p}"
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     with _hash_lock:
         _hash_memo[memo_key] = digest
     return digest
@@ -61,9 +66,28 @@ class SkippedClip:
     reason: str
 
 
+@dataclass(frozen=True)
+class ClipNotice:
+    """A clip that was embedded although something about it is odd (see :mod:`embedviz.audio`)."""
+
+    clip_id: str
+    path: str
+    kind: str  # a key of embedviz.audio.NOTICE_KINDS
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in NOTICE_KINDS:
+            raise ValueError(f"unknown notice kind {self.kind!r}")
+
+
 @dataclass
 class ExtractionReport:
-    """What one :func:`extract` call did."""
+    """What one :func:`extract` call did.
+
+    ``skipped`` names every clip that could not be used, with its reason; ``notices``
+    every clip embedded under the odd-audio policy (downmixed, resampled, cut, clipped,
+    silent), for the clips computed in this call (a stored clip is not decoded again).
+    """
 
     model: str
     computed: int = 0
@@ -73,10 +97,20 @@ class ExtractionReport:
     cancelled: bool = False
     forward_passes: int = 0
     entry: str = ""
+    notices: list[ClipNotice] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return self.computed + self.cached + len(self.skipped)
+
+    def notices_by_kind(self) -> dict[str, list[ClipNotice]]:
+        """The notices grouped by kind, in :data:`~embedviz.audio.NOTICE_KINDS` order."""
+        grouped: dict[str, list[ClipNotice]] = {}
+        for kind in NOTICE_KINDS:
+            found = [n for n in self.notices if n.kind == kind]
+            if found:
+                grouped[kind] = found
+        return grouped
 
     def summary(self) -> str:
         text = (
@@ -86,6 +120,17 @@ class ExtractionReport:
         if self.computed and self.seconds > 0:
             text += f" ({self.computed / self.seconds:.1f} clips/s)"
         return text + (" (cancelled)" if self.cancelled else "")
+
+    def details(self, examples: int = 3) -> list[str]:
+        """Lines naming every skipped clip with its reason, then each notice kind with a count
+        and up to ``examples`` example files (the CLI prints them under :meth:`summary`)."""
+        lines = [f"  skipped {s.path}: {s.reason}" for s in self.skipped]
+        for kind, found in self.notices_by_kind().items():
+            lines.append(f"  notice {kind}: {len(found)} clip(s), {NOTICE_KINDS[kind]}")
+            lines += [f"    e.g. {n.path}: {n.detail}" for n in found[:examples]]
+            if len(found) > examples:
+                lines.append(f"    ... and {len(found) - examples} more")
+        return lines
 
 
 def _family(model: str) -> str:
@@ -269,9 +314,13 @@ def _load_batch(
     skipped: list[SkippedClip] = []
     for _, clip in batch_df.iterrows():
         try:
-            loaded.append((clip, load_audio(clip["path"], sample_rate, max_seconds=max_seconds)))
+            decoded = decode_clip(clip["path"], sample_rate, max_seconds=max_seconds)
         except AudioLoadError as exc:
             skipped.append(SkippedClip(clip["clip_id"], str(clip["path"]), exc.reason))
+            continue
+        # Carried on the row, so the notices reach the report only if the clip is computed.
+        clip.attrs["notices"] = decoded.notices
+        loaded.append((clip, decoded.samples))
     return loaded, skipped
 
 
@@ -484,4 +533,9 @@ def _run_batch(
         return
     report.forward_passes += 1
     report.computed += len(loaded)
+    report.notices.extend(
+        ClipNotice(clip["clip_id"], str(clip["path"]), n.kind, n.detail)
+        for clip, _ in loaded
+        for n in clip.attrs.get("notices", ())
+    )
     writer.put(features, loaded)

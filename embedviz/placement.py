@@ -12,20 +12,28 @@ similarity (in row chunks, never an ``n x n`` matrix) and :func:`vote` gives the
 word: the most frequent word among the ``k`` nearest, a tie going to the tied word whose
 member is nearest (the same rule as :func:`embedviz.metrics.knn_predict`).
 :func:`place_on` puts the vector on a fitted :class:`~embedviz.reduction.Projection`.
+
+The app places a clip on each of its panels with :func:`place_in_panel`: the panel's
+layers (one, or several joined like the stored ones by :func:`panel_vector`), its
+neighbours and vote in that space, and its point on the panel's projection, moved like
+the panel when panels are aligned (:func:`follow_alignment`). The app runs only the
+user's clip through the model, once per model (:func:`clip_rows`); every pooling comes
+from those rows (:func:`pool_rows`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from embedviz import limits as _limits
 from embedviz.audio import AUDIO_EXTENSIONS, load_audio
 from embedviz.errors import AudioLoadError, ConfigError
 
@@ -35,46 +43,28 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-#: Defaults of the upload limits (overridable by environment variables, see :func:`upload_limits`).
-DEFAULT_MAX_UPLOAD_SECONDS = 30.0
-DEFAULT_MAX_UPLOAD_MB = 20.0
 #: Rows of the stored matrix compared with the clip at a time (bounds memory on big stores).
 _CHUNK_ROWS = 16384
 
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """How long and how large an uploaded or recorded clip may be."""
+    """How long and how large an uploaded or recorded clip may be (defaults: :mod:`embedviz.limits`)."""
 
-    max_seconds: float = DEFAULT_MAX_UPLOAD_SECONDS
-    max_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
+    max_seconds: float = float(_limits.DEFAULTS["EMBEDVIZ_MAX_UPLOAD_SECONDS"])
+    max_bytes: int = _limits.DEFAULTS["EMBEDVIZ_MAX_UPLOAD_MB"] * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if not (0.1 <= float(self.max_seconds) <= 600):
-            raise ConfigError(f"max upload seconds must be between 0.1 and 600, got {self.max_seconds!r}")
+        if not (0.1 <= float(self.max_seconds) <= 3600):
+            raise ConfigError(f"max upload seconds must be between 0.1 and 3600, got {self.max_seconds!r}")
         if not isinstance(self.max_bytes, int) or self.max_bytes < 1024:
             raise ConfigError(f"max upload bytes must be an integer >= 1024, got {self.max_bytes!r}")
 
 
 def upload_limits() -> UploadLimits:
-    """Limits from ``$EMBEDVIZ_MAX_UPLOAD_SECONDS`` and ``$EMBEDVIZ_MAX_UPLOAD_MB`` (the one place read).
-
-    Raises:
-        ConfigError: a variable is set to something that is not a number in range.
-    """
-
-    def number(name: str, default: float) -> float:
-        raw = os.environ.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            return float(raw)
-        except ValueError as exc:
-            raise ConfigError(f"${name} must be a number, got {raw!r}") from exc
-
-    seconds = number("EMBEDVIZ_MAX_UPLOAD_SECONDS", DEFAULT_MAX_UPLOAD_SECONDS)
-    megabytes = number("EMBEDVIZ_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)
-    return UploadLimits(max_seconds=seconds, max_bytes=int(megabytes * 1024 * 1024))
+    """The configured caps (``$EMBEDVIZ_MAX_UPLOAD_SECONDS``, ``$EMBEDVIZ_MAX_UPLOAD_MB``), read by
+    :mod:`embedviz.limits`, the one place the caps are read (a bad value falls back to the default there)."""
+    return UploadLimits(max_seconds=float(_limits.max_upload_seconds()), max_bytes=_limits.max_upload_bytes())
 
 
 def load_clip(
@@ -130,6 +120,46 @@ def _load_checked(path: Path, sample_rate: int, limits: UploadLimits, audio_info
     return load_audio(path, sample_rate, max_seconds=limits.max_seconds)
 
 
+def clip_rows(extractor: "Extractor", waveform: np.ndarray) -> list[dict[str, Any]]:
+    """One forward pass of ``waveform`` (mono float32 at ``extractor.sample_rate``): the store
+    rows of every layer, built by the pipeline's own row builder (every pooling can be taken
+    from them with :func:`pool_rows`, so changing the pooling needs no new forward pass).
+
+    Raises:
+        ExtractionError: the forward pass failed.
+    """
+    from embedviz.pipeline import _rows_for
+
+    clip = pd.Series({"clip_key": "own-clip", "clip_id": "own-clip", "path": "", "word": "", "speaker": ""})
+    return _rows_for(extractor, [(clip, np.asarray(waveform, dtype=np.float32))])
+
+
+def pool_rows(
+    rows: Sequence[Mapping[str, Any]], pooling: str, layers: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Layer -> pooled vector of :func:`clip_rows` rows, pooled as the store pools its clips.
+
+    Raises:
+        ConfigError: an unknown pooling or a layer the rows do not have.
+    """
+    from embedviz.pooling import parse_pooling, select
+
+    p = parse_pooling(pooling)
+    names = [str(row["layer"]) for row in rows]
+    wanted = list(layers) if layers else names
+    unknown = [layer for layer in wanted if layer not in names]
+    if unknown:
+        raise ConfigError(f"the model has no layer {', '.join(unknown)}; it has {', '.join(names)}")
+    out: dict[str, np.ndarray] = {}
+    for row in rows:
+        if row["layer"] not in wanted:
+            continue
+        stored = dict(row)
+        stored["grid"] = np.asarray(row["grid"]).reshape(int(row["grid_steps"]), -1)
+        out[str(row["layer"])] = select(stored, p)
+    return out
+
+
 def embed_clip(extractor: "Extractor", waveform: np.ndarray, pooling: str, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """One forward pass of ``waveform`` (mono float32 at ``extractor.sample_rate``): layer -> pooled vector.
 
@@ -140,26 +170,13 @@ def embed_clip(extractor: "Extractor", waveform: np.ndarray, pooling: str, layer
         ConfigError: an unknown pooling or layer.
         ExtractionError: the forward pass failed.
     """
-    from embedviz.pipeline import _rows_for
-    from embedviz.pooling import parse_pooling, select
-
-    p = parse_pooling(pooling)
     wanted = list(layers) if layers else list(extractor.layer_names)
     unknown = [layer for layer in wanted if layer not in extractor.layer_names]
     if unknown:
         raise ConfigError(
             f"{extractor.info.name} has no layer {', '.join(unknown)}; it has {', '.join(extractor.layer_names)}"
         )
-    clip = pd.Series({"clip_key": "own-clip", "clip_id": "own-clip", "path": "", "word": "", "speaker": ""})
-    rows = _rows_for(extractor, [(clip, np.asarray(waveform, dtype=np.float32))])
-    out: dict[str, np.ndarray] = {}
-    for row in rows:
-        if row["layer"] not in wanted:
-            continue
-        stored = dict(row)
-        stored["grid"] = np.asarray(row["grid"]).reshape(int(row["grid_steps"]), -1)
-        out[row["layer"]] = select(stored, p)
-    return out
+    return pool_rows(clip_rows(extractor, waveform), pooling, wanted)
 
 
 def cosine_similarities(X: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -269,6 +286,97 @@ def place_clip(
     }
 
 
+def panel_vector(stored_blocks: Sequence[np.ndarray], vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """The clip's vector in a panel's space: one layer as it is, several layers joined as
+    :func:`embedviz.reduction.concatenate_layers` joins the stored ones.
+
+    Each of the clip's layer vectors is z-scored with the **stored** block's feature means and
+    standard deviations and scaled by ``1/sqrt(width)``, so a stored clip's row here equals its
+    row of the panel's concatenated matrix and the new clip is measured on the same scale.
+
+    Raises:
+        ConfigError: the numbers of blocks and vectors differ, or a width does not match.
+    """
+    if len(stored_blocks) != len(vectors) or not vectors:
+        raise ConfigError(f"{len(vectors)} clip vector(s) for {len(stored_blocks)} stored layer block(s)")
+    if len(vectors) == 1:
+        return np.asarray(vectors[0], dtype=np.float64).reshape(-1)
+    parts = []
+    for i, (block, vector) in enumerate(zip(stored_blocks, vectors, strict=True)):
+        arr = np.asarray(block, dtype=np.float64)
+        v = np.asarray(vector, dtype=np.float64).reshape(-1)
+        if arr.ndim != 2 or arr.shape[1] != v.shape[0]:
+            raise ConfigError(
+                f"layer {i}: the clip's vector has {v.shape[0]} dims; the stored block has shape {arr.shape}"
+            )
+        mean, std = arr.mean(axis=0), arr.std(axis=0)
+        z = np.divide(v - mean, std, out=np.zeros_like(v), where=std > 0)
+        parts.append(z / math.sqrt(arr.shape[1]))
+    return np.concatenate(parts)
+
+
+def follow_alignment(before: np.ndarray, after: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Move ``points`` of a panel the way its coordinates were moved from ``before`` to ``after``.
+
+    The app rotates each panel onto the previous one (:func:`embedviz.reduction.align_procrustes`:
+    centring, an orthogonal map, a shift, optionally a scale), which is an affine map. It is
+    recovered here exactly by least squares on the panel's own points (``before`` -> ``after``)
+    and applied to ``points`` (``(m, k)`` or ``(k,)``), so a placed clip lands on the aligned
+    picture where it lands on the unaligned one.
+    """
+    A = np.asarray(before, dtype=np.float64)
+    B = np.asarray(after, dtype=np.float64)
+    if A.shape != B.shape or A.ndim != 2:
+        raise ConfigError(f"aligned coordinates {B.shape} do not match the panel's {A.shape}")
+    P = np.asarray(points, dtype=np.float64)
+    flat = P.ndim == 1
+    P = P.reshape(-1, A.shape[1])
+    design = np.hstack([A, np.ones((A.shape[0], 1))])
+    M, *_ = np.linalg.lstsq(design, B, rcond=None)
+    moved = np.hstack([P, np.ones((P.shape[0], 1))]) @ M
+    return moved[0] if flat else moved
+
+
+@dataclass(frozen=True)
+class PanelPlacement:
+    """A clip placed on one panel: its coordinates in the picture and its stored neighbours."""
+
+    coords: np.ndarray  # (k,) in the panel's picture (2D or 3D)
+    placement: Placement
+
+
+def place_in_panel(
+    stored_blocks: Sequence[np.ndarray],
+    clips: pd.DataFrame,
+    projection: "Projection",
+    vectors: Sequence[np.ndarray],
+    *,
+    k: int = 5,
+    layer: str = "",
+    aligned: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PanelPlacement:
+    """Place a clip on one panel: its neighbours and vote in the panel's original space
+    (cosine), and its point in the panel's fitted projection (``Projection.transform``).
+
+    Args:
+        stored_blocks: the panel's stored layer blocks (rows = ``clips``, as from
+            :func:`embedviz.views.common_rows`).
+        clips: the clips of those rows (clip_id, path, word, speaker).
+        projection: the panel's fitted projection (of ``views.layer_matrix(stored_blocks)``).
+        vectors: the clip's pooled vector of each layer, in the order of ``stored_blocks``.
+        aligned: ``(coords before, coords after)`` when the panel is shown aligned onto
+            another one; the clip's point follows the same map.
+    """
+    from embedviz.views import layer_matrix
+
+    vector = panel_vector(stored_blocks, vectors)
+    placement = nearest_stored(layer_matrix(list(stored_blocks)), clips, vector, k, layer=layer)
+    coords = place_on(projection, vector).astype(np.float64)
+    if aligned is not None:
+        coords = follow_alignment(aligned[0], aligned[1], coords)
+    return PanelPlacement(coords=coords, placement=placement)
+
+
 def default_layer(layers: Sequence[str]) -> str:
     """The layer ``nearest`` uses when none is given: the model's last layer.
 
@@ -280,16 +388,22 @@ def default_layer(layers: Sequence[str]) -> str:
 
 
 __all__ = [
+    "PanelPlacement",
     "Placement",
     "UploadLimits",
     "Vote",
+    "clip_rows",
     "cosine_similarities",
     "default_layer",
     "embed_clip",
+    "follow_alignment",
     "load_clip",
     "nearest_stored",
+    "panel_vector",
     "place_clip",
+    "place_in_panel",
     "place_on",
+    "pool_rows",
     "upload_limits",
     "vote",
 ]

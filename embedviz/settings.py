@@ -7,6 +7,7 @@ numbers, so it doubles as a cache key; the app's URL state is built on the same 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,21 @@ WHISPER_MODES = ("padded", "crop")
 WHISPER_MODE_LABELS = {"padded": "padded to 30 s (exact)", "crop": "cropped (fast, approximate)"}
 #: Clips longer than this are cut to it (Whisper's encoder window); documented in README.
 DEFAULT_MAX_SECONDS = 30.0
+_DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
+
+def check_device_name(device: str | None) -> str:
+    """``device`` normalised (``auto``, ``cpu``, ``cuda``, ``cuda:<n>``, ``mps``), checked without torch.
+
+    Whether the device exists on this machine is :func:`embedviz.models.resolve_device`'s question.
+
+    Raises:
+        ConfigError: not a device name.
+    """
+    wanted = (device or "auto").strip().lower()
+    if not _DEVICE_NAME.fullmatch(wanted):
+        raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
+    return wanted
 
 
 

@@ -254,6 +254,36 @@ def analysis_table(
     )
 
 
+def measures_table(
+    blocks: Mapping[str, np.ndarray],
+    clips: pd.DataFrame,
+    *,
+    model: str | None = None,
+    seed: int = 0,
+    only: Sequence[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """:func:`embedviz.measures.measures_table` (PWCCA, cluster NMI, ABX per layer, on at
+    most :data:`embedviz.measures.MEASURES_MAX_N` clips) over aligned layer blocks, or just
+    the layers in ``only``; empty when no clips."""
+    from embedviz.measures import measures_table as table
+
+    if len(clips) == 0:
+        return pd.DataFrame()
+    order = measure_order(clips)
+    ordered = {layer: np.asarray(block)[order] for layer, block in blocks.items()}
+    return table(ordered, clips["word"].to_numpy()[order], clips["speaker"].to_numpy()[order], model=model,
+                 seed=seed, only=only, progress=progress)
+
+
+def measure_order(clips: pd.DataFrame) -> np.ndarray:
+    """Rows in clip-key order: the measures' seeded folds, k-means and triplets depend on
+    row order, so the app (manifest order) and ``analyse`` (word order) sort the same
+    clips the same way first and get the same numbers."""
+    keys = clips["clip_key"] if "clip_key" in clips else clips["clip_id"]
+    return np.argsort(keys.astype(str).to_numpy(), kind="stable")
+
+
 def cka_table(models: Sequence[tuple[str, Sequence[str], Sequence[np.ndarray], pd.DataFrame]]) -> pd.DataFrame:
     """Linear CKA between layers: of one model (square), or rows of model A x columns of B.
 
@@ -302,6 +332,8 @@ __all__ = [
     "common_rows",
     "confusion",
     "layer_matrix",
+    "measure_order",
+    "measures_table",
     "neighbours",
     "panel",
     "panel_numbers",

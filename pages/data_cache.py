@@ -11,13 +11,16 @@ from embedviz.errors import EmbedvizError
 from embedviz.settings import data_roots
 from embedviz.roots import check_dataset_path
 from embedviz.viewstate import keep_words
-from ui import cached, state, widgets
+from ui import cached, data_panels, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
 
 PENDING_DELETE = "_dc_pending_delete"
 FLASH = "_dc_flash"
 OPENED = "_dc_opened"
+READ_DURATIONS = "_dc_read_durations"
+#: Datasets up to this many clips have every duration read when shown (about 0.1 ms a clip).
+READ_ALL_DURATIONS_UP_TO = 5000
 
 view, words_df, nav = widgets.page_start(need_dataset=False)
 
@@ -49,13 +52,30 @@ with st.container(border=True):
     st.subheader("Dataset")
     if words_df is not None:
         m = cached.manifest(view.dataset)
+        # Durations are read lazily (sampled clips): all at once only when that is quick,
+        # or when asked; they are kept in the dataset's index, so each header is read once.
+        read_all = len(m) <= READ_ALL_DURATIONS_UP_TO or st.session_state.pop(READ_DURATIONS, False)
+        if read_all and len(m) > READ_ALL_DURATIONS_UP_TO:
+            bar = st.progress(0.0, text="Reading clip durations…")
+
+            def _show(event) -> bool:
+                bar.progress(event.fraction, text=f"Reading clip durations: {event.done:,} of {event.total:,}")
+                return False  # never asks to stop
+
+            known = cached.clip_durations(view.dataset, read_all=True, progress=_show)
+            bar.empty()
+        else:
+            known = cached.clip_durations(view.dataset, read_all=read_all)
+        partial = len(known) < len(m)
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Words", len(words_df))
         c2.metric("Clips", len(m))
         c3.metric("Speakers", m["speaker"].nunique())
-        unreadable = int(m["duration"].isna().sum())
-        c4.metric("Unreadable clips", unreadable, help="Listed but cannot be decoded; extraction skips them.")
+        unreadable = int(known.isna().sum())
+        c4.metric("Unreadable clips", unreadable, help="Listed but cannot be decoded; extraction skips them."
+                  + (f" Counted among the {len(known):,} clips whose header has been read." if partial else ""))
         st.caption(f"Folder: `{demo_root() if not view.dataset else view.dataset}`")
+        data_panels.render_dataset_problems(view.dataset)  # files discovery could not use, if any
         left, right = st.columns([2, 3], gap="medium")
         with left:
             st.dataframe(
@@ -67,12 +87,20 @@ with st.container(border=True):
         with right:
             import plotly.graph_objects as go
 
-            durations = m["duration"].dropna()
+            durations = known.dropna()
+            if partial:
+                st.caption(f"Durations read so far: {len(known):,} of {len(m):,} clips (a clip's duration is "
+                           "read when it is first sampled).")
+                if st.button(f"Read all {len(m):,} durations", key="dc_read_durations",
+                             help="Reads every clip's header once; the durations are kept for the next time."):
+                    st.session_state[READ_DURATIONS] = True
+                    st.rerun()
             if durations.nunique() <= 1:
                 # A histogram of one value is a single wide bar that says nothing.
                 st.markdown("**Clip durations**")
                 st.write(
-                    f"Every readable clip lasts {durations.iloc[0]:.2f} s." if len(durations) else "No readable clips."
+                    f"Every readable clip{' read so far' if partial else ''} lasts {durations.iloc[0]:.2f} s."
+                    if len(durations) else ("No durations read yet." if partial else "No readable clips.")
                 )
             else:
                 fig = go.Figure(go.Histogram(x=durations, nbinsx=30, marker={"color": "#4338ca"}))
@@ -114,14 +142,8 @@ with st.container(border=True):
         else:
             _open(checked)
 
-    # Fetching a dataset and listing a dataset's problem files are their own components.
-    fetch_panel = widgets.optional_hook("ui.data_panels", "render_fetch_panel")
-    if fetch_panel is not None:
-        st.markdown("##### Fetch a dataset")
-        fetch_panel(_open)
-    problems = widgets.optional_hook("ui.data_panels", "render_dataset_problems")
-    if problems is not None and words_df is not None:
-        problems(view.dataset or str(demo_root()))
+    st.markdown("##### Fetch Speech Commands")
+    data_panels.render_fetch_panel(_open)
 
 # ---------------------------------------------------------------------- store
 with st.container(border=True):

@@ -3,14 +3,16 @@
 Reads top to bottom as the user sees it: each step draws its widgets (seeded from the
 URL) and returns what was chosen (``ui.explore_steps``); the new view is written back to
 the URL; the results come from the embedding store (``ui.explore_results``). Only the
-Extract button runs models (in a background thread, ``ui.jobs``).
+Extract button runs models on the dataset (in a background thread, ``ui.jobs``); a clip
+the user uploads or records runs alone (``ui.own_clip``) and is starred in every plot.
+Below the plots, the downloads (``ui.exports``).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ui import explore_results, explore_steps, state, widgets
+from ui import explore_results, explore_steps, exports, own_clip, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
 
@@ -60,19 +62,16 @@ state.commit(view)
 with st.container(border=True):
     status = explore_steps.extract_step(view, models)
 
+own = own_clip.placed(view, status, panels) if status else None  # the user's clip, starred in every plot
 if panels and view.words and status:
-    explore_results.render_results(view, panels, status, words_df)
+    explore_results.render_results(view, panels, status, words_df, own=own.points() if own else None)
 
-# Features built as their own components; each section appears once its module exists.
-own_clip = widgets.optional_hook("ui.own_clip", "render_own_clip")
-if own_clip is not None and status:
+if status:
     with st.container(border=True):
         st.subheader("Your own clip")
-        own_clip(view=view, status=status, panels=panels)
-exports = widgets.optional_hook("ui.exports", "render_exports")
-if exports is not None and status:
+        own_clip.render_own_clip(view=view, status=status, panels=panels)
     with st.container(border=True):
         st.subheader("Export")
-        exports(view=view, status=status, panels=panels)
+        exports.render_exports(view=view, status=status, panels=panels)
 
 widgets.sidebar(view, nav)

@@ -14,7 +14,7 @@ import streamlit as st
 
 from embedviz.errors import EmbedvizError
 from embedviz.viewstate import ViewSettings, spec
-from ui import cached, state, widgets
+from ui import cached, measures_panel, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
 
@@ -97,7 +97,7 @@ with st.container(border=True):
         from embedviz.figures import layer_curve_figure
 
         st.plotly_chart(layer_curve_figure(full, metric), key="la_curve", config={"displaylogo": False})
-        from embedviz.metrics import METRIC_COLUMNS
+        from embedviz.metrics import METRIC_COLUMNS, SPEAKER_WORD_COLUMNS
 
         # Depth is the curve's x axis and the word count is in the summary line above.
         shown = full[["model", "layer", *(c for c in METRIC_COLUMNS if c not in ("depth", "n_words"))]]
@@ -117,11 +117,14 @@ with st.container(border=True):
                 hide_index=True,
                 column_config={
                     c: st.column_config.NumberColumn(format="%.3f")
-                    for c in (*METRIC.options, "chance")
+                    for c in (*METRIC.options, "chance", *SPEAKER_WORD_COLUMNS) if not c.endswith("_n")
                 },
             )
     else:
         st.info("No metrics: too few stored clips.")
+
+measures_panel.render_speaker_word(full)
+measures_panel.render_measures(ready, labels)
 
 left, right = st.columns(2, gap="medium")
 

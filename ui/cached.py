@@ -99,12 +99,14 @@ def store_entries(root: str) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner=False, ttl=600, max_entries=8)
 def dataset(root: str) -> SpeechCommandsDataset:
-    """The dataset at ``root`` (``""`` = the bundled demo); its manifest is scanned once."""
+    """The dataset at ``root`` (``""`` = the bundled demo), opened through its manifest index.
+
+    Opening lists only new or changed word folders and reads no clip; durations are read
+    when clips are sampled (:func:`sample`) or asked for (:func:`clip_durations`).
+    """
     from embedviz.datasets import open_dataset
 
-    ds = open_dataset(root or None)
-    ds.manifest()  # scan now, under this cache entry, not on every caller
-    return ds
+    return open_dataset(root or None)
 
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=8)
@@ -114,7 +116,16 @@ def words_table(root: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=8)
 def manifest(root: str) -> pd.DataFrame:
-    return dataset(root).manifest()
+    """Every clip of the dataset; ``duration`` only where already read (see :func:`clip_durations`)."""
+    return dataset(root).manifest(durations=False)
+
+
+def clip_durations(root: str, read_all: bool = False, progress: Any = None) -> pd.Series:
+    """Durations of the clips whose header has been read (every clip's with ``read_all``).
+
+    Uncached: reading durations (sampling, this) fills the dataset's index as it goes.
+    """
+    return dataset(root).durations(read_all=read_all, progress=progress)
 
 
 def dataset_words(root: str) -> list[str]:
@@ -127,6 +138,12 @@ def sample(root: str, words: tuple[str, ...], n: int, seed: int) -> pd.DataFrame
     if not words:
         return manifest(root).iloc[0:0]
     return dataset(root).sample(list(words), n, seed=seed)
+
+
+def longest_clip(root: str, words: tuple[str, ...], n: int, seed: int) -> float:
+    """Duration (s) of the longest clip of a view's sample; 1.0 when none is known."""
+    longest = sample(root, tuple(words), n, seed)["duration"].max() if words else None
+    return 1.0 if longest is None or pd.isna(longest) or longest <= 0 else float(longest)
 
 
 @dataclass(frozen=True)
@@ -462,3 +479,19 @@ def cka(selections: tuple[LayerSelection, ...]) -> pd.DataFrame:
         blocks, clips = layer_blocks(sel)
         models.append((sel.source.model, sel.layers, blocks, clips))
     return views.cka_table(models)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def layer_measures(sel: LayerSelection, layer: str) -> pd.DataFrame:
+    """One row: PWCCA with one-hot words, k-means word NMI and word ABX across speakers of
+    ``layer`` (one of ``sel.layers``; ``depth`` relative to all of them), on at most
+    :data:`embedviz.measures.MEASURES_MAX_N` clips (:func:`embedviz.views.measures_table`).
+
+    One layer per call, so a page can draw progress between calls: Streamlit replays the
+    elements a cached function touches, so the function itself must not draw.
+    """
+    from embedviz import views
+
+    blocks, clips = layer_blocks(sel)
+    return views.measures_table(dict(zip(sel.layers, blocks, strict=True)), clips, seed=sel.clips.seed,
+                                model=sel.source.model, only=[layer])

@@ -109,9 +109,9 @@ NUMBERS_HELP = (
 RESULTS_WIDTH_PX = 760
 
 
-def _panel(view, status, name, layers, reduction, colors, coords, marks, width_px: int, webgl=None) -> None:
+def _panel(view, status, name, layers, reduction, colors, coords, marks, width_px: int, webgl=None, own=None) -> None:
     """One plot: the projection of a model's layer (or concatenated layers) with its numbers."""
-    from embedviz.figures import compact_legend, scatter_figure, title_for
+    from embedviz.figures import add_own_clip, compact_legend, scatter_figure, title_for
 
     data = _panel_data(view, status, name, layers, reduction, coords)
     if data is None:
@@ -136,6 +136,8 @@ def _panel(view, status, name, layers, reduction, colors, coords, marks, width_p
         fig.update_xaxes(title_text=None)
         fig.update_yaxes(title_text=None)
     widgets.mark_clips(fig, coords, clips["clip_id"], marks)
+    if own is not None:  # the user's own clip (ui.own_clip), placed on this panel's projection
+        add_own_clip(fig, own)
     chart_key = f"plot::{name}::{'+'.join(layers)}"
     st.plotly_chart(
         fig, key=chart_key, on_select=lambda k=chart_key, m=name, ls=layers: _on_select(k, m, ls),
@@ -144,13 +146,13 @@ def _panel(view, status, name, layers, reduction, colors, coords, marks, width_p
     st.caption(_numbers_caption(p, n_speakers, view), help=NUMBERS_HELP)
 
 
-def _grid(view, status, header, section, reduction, colors, aligned, marks) -> None:
+def _grid(view, status, header, section, reduction, colors, aligned, marks, own=None) -> None:
     """Every 2D panel of a section in ONE figure (subplots): one WebGL context whatever the
     number of panels (separate charts blank past the browser's ~16 contexts), and one
     legend whose clicks hide (double-click: isolate) a word in every panel."""
     import plotly.graph_objects as go
 
-    from embedviz.figures import Panel, grid_figure, panel_of_traces, panel_subtitle
+    from embedviz.figures import Panel, add_own_clip, grid_figure, panel_of_traces, panel_subtitle
 
     drawn = []
     for (name, layers), coords in zip(section, aligned):
@@ -169,9 +171,15 @@ def _grid(view, status, header, section, reduction, colors, aligned, marks) -> N
                       panel_height=320)
     if view.color_by == "speaker" and max(clips["speaker"].nunique() for *_, clips in drawn) > 12:
         fig.update_layout(showlegend=False, margin={"b": 20}, height=60 + 320 * -(-len(panels) // n_cols))
-    for i, (_, _, coords, clips) in enumerate(drawn):
+    starred = False
+    for i, (space, _, coords, clips) in enumerate(drawn):
         rings = go.Figure()
         widgets.mark_clips(rings, coords, clips["clip_id"], marks)
+        point = (own or {}).get((space[0], tuple(space[1])))
+        if point is not None:  # the user's own clip, one legend entry for the whole grid
+            add_own_clip(rings, point)
+            rings.data[-1].update(legendgroup="own clip", showlegend=not starred)
+            starred = True
         for trace in rings.data:
             fig.add_trace(trace, row=i // n_cols + 1, col=i % n_cols + 1)
     spaces = tuple(space for space, *_ in drawn)
@@ -225,8 +233,9 @@ def _read_stored_layers(view: ViewSettings, panels, status: dict, extracted: set
             pass  # each panel reports its own error
 
 
-def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df) -> None:
-    """The panels (left) and the selected clip with its neighbours (right)."""
+def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df, own=None) -> None:
+    """The panels (left) and the selected clip with its neighbours (right); ``own`` maps a
+    panel ``(model, layers)`` to the user's own clip's point there (drawn as a star)."""
     from embedviz.figures import WEBGL_MIN_POINTS, word_colors
 
     reduction = view.reduction_settings()
@@ -265,13 +274,14 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
             # Small clouds are SVG (no WebGL context), so many small panels can stay separate charts.
             many_webgl = n_panels > MAX_WEBGL_PANELS and len(sample) >= WEBGL_MIN_POINTS
             if view.dims == 2 and len(section) > 1 and (many_webgl or many_words):
-                _grid(view, status, header, section, reduction, colors, aligned, marks)
+                _grid(view, status, header, section, reduction, colors, aligned, marks, own)
                 continue
             cols = st.columns(n_cols)
             for i, (name, layers) in enumerate(section):
                 with cols[i % n_cols]:
                     _panel(view, status, name, layers, reduction, colors, aligned[i], marks, RESULTS_WIDTH_PX // n_cols,
-                           webgl=None if n_panels <= MAX_WEBGL_PANELS else False)
+                           webgl=None if n_panels <= MAX_WEBGL_PANELS else False,
+                           own=(own or {}).get((name, tuple(layers))))
     with side:
         _clip_side(view, sample, nn)
     _selection_table(view, sample)

@@ -198,8 +198,8 @@ def choose_visualisation(view: ViewSettings) -> dict:
         pool_kind = widgets.choice(view, "pooling", "ex_pool", value=kind, help=POOLING_HELP)
         pooling = pool_kind
         if pool_kind == "time":
-            # Up to the longest clip of the dataset (later times give each clip's last frame).
-            longest = float(cached.manifest(view.dataset)["duration"].max() or 1.0)
+            # Up to the longest sampled clip (later times give each clip's last frame).
+            longest = cached.longest_clip(view.dataset, view.words, view.samples, view.seed)
             t_max = max(0.1, min(30.0, math.ceil(longest * 10) / 10))
             t0 = float(view.pooling.split(":", 1)[1]) if view.pooling.startswith("time:") else min(0.5, t_max)
             state.seed("ex_pool_t", min(t0, t_max))
@@ -288,5 +288,5 @@ def extract_step(view: ViewSettings, chosen: ModelChoice) -> dict:
         st.rerun()  # redraw at once with Extract disabled and the progress bar showing
     if widgets.job_running():
         widgets.job_progress()
-    widgets.last_job_report()
+    widgets.last_job_report(view.dataset)
     return status

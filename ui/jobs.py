@@ -10,6 +10,18 @@ after the batch in flight (finished batches are already in the store and are nev
 recomputed) and :func:`embedviz.pipeline.extract` reports ``cancelled=True``. When the
 job ends the fragment triggers one full rerun, which draws the plots from the store.
 
+Sessions share work. :data:`REGISTRY` is one process-wide table of running jobs keyed by
+what they compute (:func:`job_key`: each task's extraction-settings hash and clip set, and
+the store): a second session pressing Extract for the same work gets a :class:`JobHandle`
+on the job already running, with its progress, instead of starting another (the clips are
+computed once, the model loaded once). Different work starts its own job, but at most
+:func:`max_running_jobs` jobs compute at once (``$EMBEDVIZ_MAX_JOBS``, default 2); the others
+wait, shown as queued, so sessions do not starve each other on a few CPU cores. A session's
+Cancel detaches only that session; the job stops when every attached session has cancelled.
+
+Polling is cheap: a progress tick reads :meth:`JobHandle.snapshot`, a copy of a few fields
+under a lock (no store access, no model call); ``bench/bench_sessions.py`` measures it.
+
 The worker thread never calls Streamlit (no widgets, no ``st.*`` output); it only
 calls library code and the model cache (``ui.cached.extractor``), and records plain
 data the page reads with :meth:`ExtractionJob.snapshot`.
@@ -18,17 +30,18 @@ data the page reads with :meth:`ExtractionJob.snapshot`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from embedviz.errors import EmbedvizError
 from embedviz.progress import ProgressEvent
-from embedviz.settings import ExtractionSettings
+from embedviz.settings import ExtractionSettings, stable_hash
 
 if TYPE_CHECKING:
     from embedviz.extractors.base import Extractor
@@ -78,6 +91,8 @@ class JobStatus:
     reports: tuple[ExtractionReport, ...]
     errors: tuple[tuple[str, str], ...]
     elapsed_s: float
+    #: Sessions attached to the job (1: this one alone).
+    sessions: int = 1
 
     @property
     def fraction(self) -> float:
@@ -98,6 +113,8 @@ class ExtractionJob:
     store: EmbeddingStore
     load: Callable[[ExtractionSettings], Extractor]
     batch_size: int | None = BATCH_SIZE
+    #: Shared by the jobs of one registry: held while the job computes (bounded concurrency).
+    slots: threading.Semaphore | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
@@ -107,6 +124,7 @@ class ExtractionJob:
     _errors: list[tuple[str, str]] = field(default_factory=list)
     _done: bool = False
     _t0: float = field(default_factory=time.perf_counter)
+    _handles: list[JobHandle] = field(default_factory=list)
 
     def start(self) -> ExtractionJob:
         self._thread = threading.Thread(target=self._run, name="embedviz-extract", daemon=True)
@@ -127,6 +145,27 @@ class ExtractionJob:
             self._thread.join(timeout)
         return self.snapshot().done
 
+    def attach(self) -> JobHandle | None:
+        """A new session's view of this job (its own Cancel); None if the job is stopping."""
+        handle = JobHandle(self)
+        with self._lock:  # the same lock as _detach's decision: no attach to a job that just stopped
+            if self._stop.is_set():
+                return None
+            self._handles.append(handle)
+        return handle
+
+    def _detach(self, handle: JobHandle) -> None:
+        """``handle`` cancelled: stop the job once no attached session wants it any more."""
+        with self._lock:
+            if not any(not h.cancel_requested for h in self._handles):
+                self._stop.set()
+
+    @property
+    def sessions(self) -> int:
+        """Attached sessions that have not cancelled."""
+        with self._lock:
+            return sum(not h.cancel_requested for h in self._handles)
+
     def snapshot(self) -> JobStatus:
         with self._lock:
             label = self.tasks[self._task_index].label if self._task_index < len(self.tasks) else ""
@@ -140,6 +179,7 @@ class ExtractionJob:
                 reports=tuple(self._reports),
                 errors=tuple(self._errors),
                 elapsed_s=time.perf_counter() - self._t0,
+                sessions=max(1, sum(not h.cancel_requested for h in self._handles)),
             )
 
     # ------------------------------------------------------------------ worker thread
@@ -152,7 +192,12 @@ class ExtractionJob:
     def _run(self) -> None:
         from embedviz.pipeline import ExtractionReport, extract, missing_clips
 
+        slot = self.slots
         try:
+            if slot is not None and not self._acquire(slot, "waiting for a free extraction slot (other sessions' "
+                                                            "extractions are running)"):
+                slot = None  # cancelled while queued: every task is reported cancelled below
+                self._stop.set()
             for index, task in enumerate(self.tasks):
                 with self._lock:
                     self._task_index = index
@@ -163,7 +208,7 @@ class ExtractionJob:
                     continue
                 try:
                     lock = _model_lock(task.settings.key())
-                    if not self._acquire(lock, task):
+                    if not self._acquire(lock, f"waiting for another extraction of {task.label}"):
                         with self._lock:
                             self._reports.append(ExtractionReport(model=task.settings.model, cancelled=True))
                         continue
@@ -205,14 +250,16 @@ class ExtractionJob:
                     logger.exception("extraction of %s failed", task.settings.model)
                     self._fail(task, f"unexpected error: {type(error).__name__}: {str(error)[:300]}")
         finally:
+            if slot is not None:
+                slot.release()
             with self._lock:
                 self._done = True
 
-    def _acquire(self, lock: threading.Lock, task: Task) -> bool:
-        """Wait for ``lock`` (another session extracting the same model); False if cancelled."""
+    def _acquire(self, lock: threading.Lock | threading.Semaphore, message: str) -> bool:
+        """Wait for ``lock`` (a job slot, or the same model busy elsewhere); False if cancelled."""
         if lock.acquire(blocking=False):
             return True
-        self._progress(ProgressEvent(0, 0, "waiting", f"waiting for another extraction of {task.label}"))
+        self._progress(ProgressEvent(0, 0, "waiting", message))
         while not self._stop.is_set():
             if lock.acquire(timeout=0.25):
                 return True
@@ -221,3 +268,114 @@ class ExtractionJob:
     def _fail(self, task: Task, message: str) -> None:
         with self._lock:
             self._errors.append((task.label, message))
+
+
+class JobHandle:
+    """One session's view of a (possibly shared) :class:`ExtractionJob`.
+
+    What the page keeps in ``st.session_state``: :meth:`snapshot` and :meth:`wait` follow the
+    job. :meth:`cancel` stops the job after the batch in flight if no other attached session
+    still wants it (this view then follows the job until it has stopped, as before); if
+    others do, it only detaches this session, whose view reads done and cancelled at once.
+    """
+
+    def __init__(self, job: ExtractionJob) -> None:
+        self.job = job
+        self._cancelled = threading.Event()
+        self._detached = False
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._detached = self.job.sessions > 0  # others still want it: it goes on without us
+        self.job._detach(self)
+
+    def snapshot(self) -> JobStatus:
+        snap = self.job.snapshot()
+        if not self._cancelled.is_set():
+            return snap
+        return replace(snap, cancelled=True, done=snap.done or self._detached)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until this session's view is done (tests); True if it is."""
+        return True if self._detached else self.job.wait(timeout)
+
+
+def max_running_jobs() -> int:
+    """How many extraction jobs compute at once in this server (``$EMBEDVIZ_MAX_JOBS``, default 2).
+
+    Extraction is CPU- (or GPU-) bound: more jobs than cores only split the same machine,
+    so two sessions with different work each still move, and a third waits its turn.
+    """
+    try:
+        return max(1, int(os.environ.get("EMBEDVIZ_MAX_JOBS", "2")))
+    except ValueError:
+        return 2
+
+
+def clip_set_key(manifest: pd.DataFrame) -> str:
+    """Identity of a clip set: its clip paths, order ignored (a session's sample is a set)."""
+    return stable_hash(sorted(str(p) for p in manifest["path"]))
+
+
+def job_key(tasks: list[Task], store: EmbeddingStore) -> str:
+    """What a job computes: per task the extraction settings' hash and the clip set, and the store."""
+    return stable_hash({
+        "store": str(getattr(store, "root", store)),
+        "tasks": [(task.settings.key(), clip_set_key(task.manifest)) for task in tasks],
+    })
+
+
+class JobRegistry:
+    """The process-wide table of extraction jobs: identical requests share one job.
+
+    Args:
+        max_running: jobs that compute at once (default :func:`max_running_jobs`); the rest
+            wait for a slot, shown as queued.
+    """
+
+    def __init__(self, max_running: int | None = None) -> None:
+        self.max_running = max_running if max_running is not None else max_running_jobs()
+        self._slots = threading.BoundedSemaphore(self.max_running)
+        self._lock = threading.Lock()
+        self._jobs: dict[str, ExtractionJob] = {}
+        #: Jobs started (not attached to): what the sharing tests count.
+        self.started = 0
+
+    def submit(
+        self,
+        tasks: list[Task],
+        store: EmbeddingStore,
+        load: Callable[[ExtractionSettings], Extractor],
+        batch_size: int | None = BATCH_SIZE,
+    ) -> JobHandle:
+        """A handle on the running job for exactly this work, or on a new job started for it."""
+        key = job_key(tasks, store)
+        with self._lock:
+            self._jobs = {k: j for k, j in self._jobs.items() if not j.snapshot().done}
+            running = self._jobs.get(key)
+            shared = running.attach() if running is not None else None
+            if shared is not None:
+                logger.info("extraction job %s shared with another session", key[:12])
+                return shared
+            # Nothing running for this work, or it is stopping (every session cancelled): a new job.
+            job = ExtractionJob(tasks=list(tasks), store=store, load=load, batch_size=batch_size, slots=self._slots)
+            self._jobs[key] = job
+            self.started += 1
+            handle = job.attach()
+            assert handle is not None  # a job that has not started cannot be stopping
+            job.start()
+            logger.info("extraction job %s started (%d task(s))", key[:12], len(tasks))
+            return handle
+
+    def running(self) -> list[ExtractionJob]:
+        """Jobs not finished yet."""
+        with self._lock:
+            return [j for j in self._jobs.values() if not j.snapshot().done]
+
+
+#: The one registry of this server process (every session's Extract goes through it).
+REGISTRY = JobRegistry()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
+from embedviz.audio import NOTICE_KINDS
 from embedviz.errors import EmbedvizError
 from embedviz.viewstate import ViewSettings
 from ui import cached, state
@@ -136,14 +137,13 @@ def sidebar(view: ViewSettings, slot=None) -> None:
 
 
 def start_extraction(tasks: Sequence[object]) -> None:
-    """Start a background extraction of ``tasks`` (see :mod:`ui.jobs`)."""
-    from ui.jobs import ExtractionJob
+    """Start a background extraction of ``tasks``, or join the same one another session runs (:mod:`ui.jobs`)."""
+    from ui.jobs import REGISTRY
 
     def load(settings):  # looked up at call time, so the model cache is the shared one
         return cached.extractor(settings.model, settings.whisper_mode, settings.seed)
 
-    job = ExtractionJob(tasks=list(tasks), store=cached.get_store(), load=load)
-    st.session_state[JOB_KEY] = job.start()
+    st.session_state[JOB_KEY] = REGISTRY.submit(list(tasks), cached.get_store(), load)
     st.session_state[_FINISHED_KEY] = 0
     st.session_state.pop(REPORTS_KEY, None)
 
@@ -162,6 +162,13 @@ def collect_finished_job() -> None:
 
 
 def _progress_text(snap) -> str:
+    text = _progress_line(snap)
+    if snap.sessions > 1:  # other sessions pressed Extract for the same work and follow this job
+        text += f" · shared with {snap.sessions - 1} other session(s)"
+    return text
+
+
+def _progress_line(snap) -> str:
     from embedviz.progress import format_eta
 
     event = snap.event
@@ -175,7 +182,7 @@ def _progress_text(snap) -> str:
     if event.stage == "downloading":
         return f"{prefix}: downloading the model · {event.message} · {format_eta(event.eta_s)} left"
     if event.stage == "waiting":
-        return f"{prefix}: waiting for another session's extraction of this model…"
+        return f"{prefix}: {event.message or 'waiting for another extraction'}…"
     return f"{prefix}: {event.done}/{event.total} clips · {format_eta(event.eta_s)} left"
 
 
@@ -204,8 +211,9 @@ def job_progress() -> None:
         )
 
 
-def last_job_report() -> None:
-    """Outcome of the last finished extraction: per model counts, skipped clips, errors."""
+def last_job_report(dataset: str | None = None) -> None:
+    """Outcome of the last finished extraction: per model counts, skipped clips, notices,
+    errors; with ``dataset``, also how many of its files are not clips at all."""
     snap = st.session_state.get(REPORTS_KEY)
     if snap is None:
         return
@@ -217,6 +225,7 @@ def last_job_report() -> None:
         lines.append(
             f"- **{cached.model_label(report.model)}**: {report.computed} computed, {report.cached} already stored"
             + (f", {len(report.skipped)} skipped" if report.skipped else "")
+            + (f", {len(report.notices)} with notices" if report.notices else "")
             + (f" in {report.seconds:.1f} s" if report.computed else "")
             + (" (cancelled)" if report.cancelled else "")
         )
@@ -231,6 +240,26 @@ def last_job_report() -> None:
         with st.expander(f"{len(skipped)} clip(s) skipped, with reasons"):
             st.dataframe(
                 pd.DataFrame([{"model": m, "clip": s.clip_id, "reason": s.reason, "path": s.path} for m, s in skipped]),
+                hide_index=True,
+            )
+    try:
+        problems = cached.dataset(dataset).problems if dataset is not None and snap.reports else ()
+    except EmbedvizError:
+        problems = ()  # the dataset itself is in trouble: the page says so where it opens it
+    if problems:
+        st.caption(f"{len(problems)} file(s) in the dataset folder are not clips (a folder named like one, a "
+                   "broken link, a name that is not UTF-8, ...): Data & cache lists them with the reasons.")
+    notices = [(report.model, n) for report in snap.reports for n in report.notices]
+    if notices:
+        counts = {kind: sum(1 for _, n in notices if n.kind == kind) for kind in NOTICE_KINDS}
+        with st.expander(
+            f"{len(notices)} notice(s) about odd but usable clips: "
+            + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        ):
+            st.caption("; ".join(f"**{kind}**: {NOTICE_KINDS[kind]}" for kind, n in counts.items() if n) + ".")
+            st.dataframe(
+                pd.DataFrame([{"model": m, "notice": n.kind, "clip": n.clip_id, "detail": n.detail, "path": n.path}
+                              for m, n in notices]),
                 hide_index=True,
             )
 

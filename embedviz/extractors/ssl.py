@@ -74,6 +74,13 @@ def normalize_waveform(wave: np.ndarray) -> np.ndarray:
     return (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
 
 
+def ssl_model_types() -> tuple[str, ...]:
+    """Model types of every registered family built by this module (the shipped three, or more)."""
+    from embedviz.extractors.registry import families
+
+    return tuple(t for spec in families().values() if spec.construct is _construct for t in spec.model_types)
+
+
 class SSLExtractor(Extractor):
     """Frames of every layer of a transformers ``Wav2Vec2Model``, ``HubertModel`` or ``WavLMModel``.
 
@@ -93,9 +100,10 @@ class SSLExtractor(Extractor):
     def __init__(self, model: Any, *, info: ModelInfo, device: str, preprocessor: Mapping[str, Any]) -> None:
         config = getattr(model, "config", None)
         model_type = getattr(config, "model_type", None)
-        if model_type not in SSL_MODEL_TYPES:
+        if model_type not in ssl_model_types():
             raise ModelLoadError(
-                f"{info.name}: expected a Wav2Vec2, HuBERT or WavLM model, got {type(model).__name__} "
+                f"{info.name}: expected a Wav2Vec2, HuBERT or WavLM style model (model_type "
+                f"{', '.join(ssl_model_types())}), got {type(model).__name__} "
                 f"(model_type {model_type!r})"
             )
         if not hasattr(model, "feature_projection") or not hasattr(model, "_get_feat_extract_output_lengths"):
@@ -286,12 +294,13 @@ def default_preprocessor(config: Any) -> dict[str, Any]:
     """``Wav2Vec2FeatureExtractor`` defaults for a checkpoint without preprocessor_config.json.
 
     Layer-norm models (-lv60 style) take an attention mask; group-norm models do not.
+    Configs without ``feat_extract_norm`` (Data2Vec-Audio's front end is always
+    layer-normed) take the mask.
     """
     from transformers import Wav2Vec2FeatureExtractor
 
-    return Wav2Vec2FeatureExtractor(
-        do_normalize=True, return_attention_mask=str(config.feat_extract_norm) == "layer"
-    ).to_dict()
+    norm = getattr(config, "feat_extract_norm", "layer")
+    return Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=str(norm) == "layer").to_dict()
 
 
 def _construct(model: Any, *, info: ModelInfo, device: str, preprocessor: Mapping[str, Any],

@@ -53,7 +53,7 @@ def test_widgets_figures_and_url_round_trip(env, local_model: Path) -> None:
     assert at.selectbox(key="la_cm_model").value == "baseline:mel"
     assert at.selectbox(key="la_cm_layer").value == "mfcc"  # default: the last layer
     charts = at.get("plotly_chart")
-    assert len(charts) == 3  # curve, confusion, CKA
+    assert len(charts) == 4  # curve, speaker vs word, confusion, CKA
     assert any("Best layer by silhouette" in m for m in texts(at.markdown))
     table = at.dataframe[0].value
     assert set(table["model"]) == {"Log-mel / MFCC baseline", "tiny-wav2vec2"}
@@ -69,7 +69,7 @@ def test_widgets_figures_and_url_round_trip(env, local_model: Path) -> None:
     no_exception(at)
     assert at.query_params["cka"] == "across"
     assert at.query_params["cka_model"] == ["baseline:mel", str(local_model)]
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4
 
     # The same URL in a new session restores the page state.
     again = page(new_app(dict(at.query_params)), ANALYSIS)
@@ -95,3 +95,67 @@ def test_invalid_params_warn_and_fall_back(env, extra, needle) -> None:
     assert any(needle in w for w in texts(at.warning)), texts(at.warning)
     assert at.segmented_control(key="la_metric").value == "knn_accuracy"
     assert at.segmented_control(key="la_cka_mode").value == "within"
+
+
+def test_speaker_word_chart_and_measures_section(env, local_model: Path) -> None:
+    """The speaker-vs-word chart is drawn from the metrics; the Measures toggle computes
+    PWCCA / NMI / ABX for every layer of every model, states the clip count, and is cached."""
+    store_models(env["cache"], "baseline:mel", str(local_model))
+    at = page(new_app(params("baseline:mel", str(local_model))), ANALYSIS)
+    no_exception(at)
+    assert not at.error, texts(at.error)
+    # The demo has one clip per speaker and word: the page says so and shows speaker identity across words.
+    assert any("across words" in c for c in texts(at.caption))
+    speaker_word = at.dataframe[1].value
+    assert {"word k-NN across speakers", "speaker 1-NN", "speaker chance"} <= set(speaker_word.columns)
+    assert speaker_word["speaker 1-NN"].notna().all()
+    assert any("Morcos" in m and "Schatz" in m and "Hsu" in m for m in texts(at.markdown))
+    assert len(at.get("plotly_chart")) == 4  # the measures are not computed until asked
+
+    at.toggle(key="la_measures").set_value(True).run()
+    no_exception(at)
+    assert not at.error, texts(at.error)
+    table = at.dataframe[2].value
+    assert set(table["model"]) == {"Log-mel / MFCC baseline", "tiny-wav2vec2"}
+    n_layers = len(at.selectbox(key="la_cm_layer").options)
+    assert (table["model"] == "Log-mel / MFCC baseline").sum() == n_layers
+    assert table["PWCCA"].between(-1, 1).all() and table["ABX score"].between(0, 1).all()
+    assert (table["clips"] == len(WORDS) * N).all()
+    assert any(f"Computed on {len(WORDS) * N} clips" in c for c in texts(at.caption))
+    assert len(at.get("plotly_chart")) == 5
+
+    # A rerun keeps the toggle and shows the same (cached) numbers.
+    at.run()
+    no_exception(at)
+    assert at.toggle(key="la_measures").value is True
+    assert at.dataframe[2].value.equals(table)
+
+
+def test_speaker_identity_within_words_when_speakers_repeat_a_word(env) -> None:
+    """A dataset where every speaker said each word twice: the chart uses the within-word speaker curve."""
+    import numpy as np
+    import soundfile as sf
+
+    from embedviz.datasets import demo_root
+
+    root = env["data"] / "takes"
+    rng = np.random.default_rng(0)
+    for word in WORDS:
+        (root / word).mkdir(parents=True)
+        for clip in sorted((demo_root() / word).iterdir())[:4]:
+            audio, rate = sf.read(clip)
+            speaker = clip.name.split("_nohash_")[0]
+            sf.write(root / word / f"{speaker}_nohash_0.wav", audio, rate)
+            # A second take by the same voice: quieter, with its own noise floor.
+            sf.write(root / word / f"{speaker}_nohash_1.wav", 0.7 * audio + 1e-3 * rng.normal(size=audio.shape), rate)
+    manifest = open_dataset(root).sample(list(WORDS), 8, seed=0)
+    assert extract(manifest, ExtractionSettings(model="baseline:mel"), store=EmbeddingStore(env["cache"])).computed == 24
+
+    at = page(new_app({"model": "baseline:mel", "words": ",".join(WORDS), "n": "8", "data": str(root)}), ANALYSIS)
+    no_exception(at)
+    assert not at.error, texts(at.error)
+    assert any("measured within words" in c for c in texts(at.caption))
+    speaker_word = at.dataframe[1].value
+    assert (speaker_word["clips scored"] == 24).all()  # every clip's speaker said its word twice
+    assert speaker_word["speaker chance"].iloc[0] == 1 / 7  # 1 other take among 7 other clips of the word
+    assert speaker_word["speaker 1-NN"].between(0, 1).all()

@@ -102,8 +102,9 @@ def test_discovery_names_every_entry_it_cannot_use(tmp_path):
     os.symlink(word / "loop_b_nohash_0.wav", word / "loop_a_nohash_0.wav")
     os.symlink(word / "loop_a_nohash_0.wav", word / "loop_b_nohash_0.wav")
     os.symlink(tmp_path / "gone.wav", word / "dangling_nohash_0.wav")
-    bad_name = os.fsdecode(b"caf\xe9_nohash_0.wav")
-    sf.write(os.path.join(word, bad_name), np.zeros(1600, dtype=np.float32), 16000)
+    # soundfile cannot encode a non-UTF-8 name, so the clip is copied there by bytes.
+    with open(os.path.join(os.fsencode(word), b"caf\xe9_nohash_0.wav"), "wb") as out:
+        out.write(good.read_bytes())
     (word / "notes.txt").write_text("not a clip")
 
     ds = SpeechCommandsDataset(tmp_path)
@@ -123,3 +124,52 @@ def test_discovery_names_every_entry_it_cannot_use(tmp_path):
     manifest = ds.manifest()
     assert list(manifest["clip_id"]) == ["yes/aaaa1111_nohash_0.wav"]
     manifest.to_parquet(tmp_path / "manifest.parquet")
+
+
+def _reference_sample(m, words, n_per_word, seed, splits=None):
+    """The per-clip speaker round-robin sample() is defined by (its implementation before the index)."""
+    if splits:
+        m = m[m["split"].isin(list(splits))]
+    rng = np.random.default_rng(seed)
+    picked = []
+    for word in words:
+        rows = m[m["word"] == word]
+        by_speaker = {s: list(g.index) for s, g in rows.groupby("speaker", sort=True)}
+        speakers = list(by_speaker)
+        rng.shuffle(speakers)
+        for s in speakers:
+            rng.shuffle(by_speaker[s])
+        chosen = []
+        while len(chosen) < n_per_word and any(by_speaker[s] for s in speakers):
+            for s in speakers:
+                if by_speaker[s] and len(chosen) < n_per_word:
+                    chosen.append(by_speaker[s].pop())
+        picked.extend(sorted(chosen, key=lambda i: m.at[i, "clip_id"]))
+    return m.loc[picked].reset_index(drop=True)
+
+
+def test_sample_matches_the_reference_round_robin(tmp_path: Path) -> None:
+    import os
+    import random
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, np.zeros(800, dtype=np.float32), 16000)
+    root = tmp_path / "data"
+    r = random.Random(7)
+    ids = []
+    for word in ["bed", "bird", "zero"]:
+        (root / word).mkdir(parents=True)
+        for _ in range(r.randint(5, 40)):  # speakers with 1 to 12 clips each
+            speaker = f"{r.getrandbits(32):08x}"
+            for k in range(r.choice([1, 1, 2, 3, 12])):
+                os.link(clip, root / word / f"{speaker}_nohash_{k}.wav")
+                ids.append(f"{word}/{speaker}_nohash_{k}.wav")
+    (root / "testing_list.txt").write_text("\n".join(r.sample(ids, len(ids) // 4)))
+    ds = open_dataset(root)
+    m = ds.manifest()
+    for seed in range(4):
+        for n in [1, 3, 10, 1000]:
+            for splits in [None, ["testing"]]:
+                words = r.sample(["bed", "bird", "zero"], 2)
+                expected = _reference_sample(m, words, n, seed, splits)
+                assert ds.sample(words, n, seed=seed, splits=splits).equals(expected), (seed, n, splits)

@@ -255,3 +255,19 @@ def test_scatter_coordinates_are_sent_as_float32() -> None:
     coords, clip_ids, words, speakers = sample(n=2000)
     fig = scatter_figure(coords, clip_ids, words, speakers)
     assert all(np.asarray(t.x).dtype == np.float32 and np.asarray(t.y).dtype == np.float32 for t in fig.data)
+
+
+def test_add_own_clip_draws_one_labelled_star_in_2d_and_a_marker_in_3d() -> None:
+    from embedviz.figures import OWN_CLIP_NAME, add_own_clip
+
+    rng = np.random.default_rng(0)
+    for dims, kind, symbol in ((2, "scatter", "star"), (3, "scatter3d", "diamond")):
+        fig = scatter_figure(rng.normal(size=(6, dims)), [f"w/{i}.wav" for i in range(6)], ["a", "b"] * 3, ["s"] * 6)
+        n = len(fig.data)
+        add_own_clip(fig, [0.5] * dims)
+        assert len(fig.data) == n + 1
+        own = fig.data[-1]
+        assert own.type == kind and own.name == OWN_CLIP_NAME and own.marker.symbol == symbol
+        assert list(own.text) == [OWN_CLIP_NAME] and own.customdata is None  # a click on it picks no stored clip
+    with pytest.raises(ConfigError):
+        add_own_clip(fig, [float("nan"), 0.0])

@@ -320,3 +320,21 @@ def test_nearest_neighbours_in_cosine_space_exclude_the_query() -> None:
     assert list(idx) == [1, 3, 2]
     assert np.all(np.diff(dist) >= 0) and 0 not in idx
     assert len(nearest_neighbours(X, 0, k=10)[0]) == 4
+
+
+def test_layer_metrics_adds_speaker_identity_only_when_asked() -> None:
+    from embedviz.metrics import SPEAKER_WORD_COLUMNS
+
+    X, words = blobs(n_per=12, n_words=3)
+    speakers = np.array([f"s{i % 4}" for i in range(len(words))])  # each speaker says each word 3 times
+    plain = layer_metrics(X, words, speakers, probe=False)
+    assert not set(SPEAKER_WORD_COLUMNS) & set(plain)
+    out = layer_metrics(X, words, speakers, probe=False, speaker_identity=True)
+    assert set(SPEAKER_WORD_COLUMNS) <= set(out)
+    # Word blobs carry no voice: speaker identity within a word is near its chance level
+    # (2 of the 11 other clips of a word are by the same speaker).
+    assert out["speaker_within_word_chance"] == pytest.approx(2 / 11)
+    assert out["speaker_within_word_n"] == len(words)
+    assert out["speaker_knn_within_word"] < 0.6
+    table = metrics_table({"a": X}, words, speakers, probe=False)
+    assert list(table.columns) == ["layer", *METRIC_COLUMNS] and table["speaker_within_word_n"].iloc[0] == len(words)

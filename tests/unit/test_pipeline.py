@@ -99,12 +99,12 @@ def test_bad_clips_are_skipped_with_reasons(tmp_path, store) -> None:
     root = tmp_path / "data"
     shutil.copytree(open_dataset().root / "yes", root / "yes")
     (root / "yes" / "deadbeef_nohash_0.wav").write_bytes(b"garbage")
-    sf.write(root / "yes" / "feedface_nohash_0.wav", np.zeros(16000, np.float32), 16000)
+    sf.write(root / "yes" / "feedface_nohash_0.wav", np.full(400, 0.1, np.float32), 16000)  # 25 ms
     manifest = open_dataset(root).sample(["yes"], 30)
     report = extract(manifest, MEL, store=store)
     reasons = {s.clip_id: s.reason for s in report.skipped}
     assert set(reasons) == {"yes/deadbeef_nohash_0.wav", "yes/feedface_nohash_0.wav"}
-    assert "cannot decode" in reasons["yes/deadbeef_nohash_0.wav"] and "silent" in reasons["yes/feedface_nohash_0.wav"]
+    assert "cannot decode" in reasons["yes/deadbeef_nohash_0.wav"] and "too short" in reasons["yes/feedface_nohash_0.wav"]
     assert report.computed == 24
     emb = read_layers(store, MEL, ["logmel"], "mean", manifest=manifest)["logmel"]
     assert emb.X.shape[0] == 24 and sorted(emb.missing) == sorted(reasons)

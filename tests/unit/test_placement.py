@@ -12,12 +12,16 @@ import pytest
 import soundfile as sf
 
 from embedviz.cli import main
+from embedviz.limits import DEFAULTS
 from embedviz.errors import AudioLoadError, ConfigError
 from embedviz.placement import (
     UploadLimits,
     cosine_similarities,
+    follow_alignment,
     load_clip,
     nearest_stored,
+    panel_vector,
+    place_in_panel,
     place_on,
     upload_limits,
     vote,
@@ -110,9 +114,56 @@ def test_upload_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("EMBEDVIZ_MAX_UPLOAD_SECONDS", "5")
     monkeypatch.setenv("EMBEDVIZ_MAX_UPLOAD_MB", "1")
     assert upload_limits() == UploadLimits(max_seconds=5.0, max_bytes=1024 * 1024)
+    # One place reads the caps (embedviz.limits): a value that is not a number keeps the default.
     monkeypatch.setenv("EMBEDVIZ_MAX_UPLOAD_SECONDS", "lots")
-    with pytest.raises(ConfigError, match="EMBEDVIZ_MAX_UPLOAD_SECONDS"):
-        upload_limits()
+    assert upload_limits().max_seconds == float(DEFAULTS["EMBEDVIZ_MAX_UPLOAD_SECONDS"])
+
+
+def test_a_stored_clip_joined_like_the_stored_blocks_equals_its_concatenated_row() -> None:
+    from embedviz.reduction import concatenate_layers
+
+    rng = np.random.default_rng(3)
+    blocks = [rng.normal(size=(20, 4)) * 5 + 2, rng.normal(size=(20, 7))]
+    blocks[1][:, 2] = 1.5  # a constant feature: 0 in the joined space, never nan
+    joined = concatenate_layers(blocks)
+    for i in (0, 7, 19):
+        np.testing.assert_allclose(panel_vector(blocks, [b[i] for b in blocks]), joined[i], atol=1e-5)
+    np.testing.assert_array_equal(panel_vector(blocks[:1], [blocks[0][3]]), blocks[0][3])  # one layer: as it is
+    with pytest.raises(ConfigError):
+        panel_vector(blocks, [blocks[0][0]])
+
+
+def test_follow_alignment_moves_a_point_with_its_procrustes_aligned_panel() -> None:
+    from embedviz.reduction import align_procrustes
+
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(30, 2))
+    theta = 1.1
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    other = (ref @ rot) * np.array([1.0, -1.0]) + 3.0 + rng.normal(size=ref.shape) * 0.05  # turned, flipped, shifted
+    new_point = other[5] + np.array([0.3, -0.2])
+    _, aligned = align_procrustes([ref, other])
+    moved = follow_alignment(other, aligned, new_point)
+    # The map is affine: a point of the panel moves exactly like the panel's points.
+    np.testing.assert_allclose(follow_alignment(other, aligned, other[5]), aligned[5], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(moved - aligned[5]), np.linalg.norm([0.3, -0.2]), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_a_clip_placed_in_a_panel_lands_among_its_own_word(method: str) -> None:
+    from embedviz.reduction import ReductionSettings, reduce
+
+    X, clips, centres, rng = _separable(per_word=15)
+    projection = reduce(X, ReductionSettings(method=method, seed=0))
+    for w, centre in enumerate(centres):
+        query = centre + rng.normal(size=centre.shape) * 0.5
+        placed = place_in_panel([X], clips, projection, [query], k=5, layer="x")
+        assert placed.placement.vote.predicted == f"w{w}" and placed.coords.shape == (2,)
+        # In the picture too: nearer to its word's points than to any other word's.
+        mine = projection.coords[(clips["word"] == f"w{w}").to_numpy()].mean(axis=0)
+        others = [projection.coords[(clips["word"] == f"w{o}").to_numpy()].mean(axis=0)
+                  for o in range(len(centres)) if o != w]
+        assert np.linalg.norm(placed.coords - mine) < min(np.linalg.norm(placed.coords - c) for c in others)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +197,15 @@ def test_nearest_end_to_end_with_a_tiny_model(tiny_wav2vec2: Path, tmp_path: Pat
     bad.write_bytes(b"nope" * 100)
     assert main(["nearest", "--model", model, "--clip", str(bad), "--cache", str(cache)]) == 1
     assert "bad.wav: cannot decode audio" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), [("FLAC", None), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")])
+def test_uploads_in_every_offered_format_load_like_the_wav(tmp_path: Path, fmt: str, subtype: str | None) -> None:
+    wav = next(DEMO_YES.glob("*.wav"))
+    data, rate = sf.read(wav)
+    other = tmp_path / f"clip.{fmt.lower()}"
+    sf.write(other, data, rate, format=fmt, subtype=subtype)
+    reference = load_clip(wav.read_bytes(), 16000, name="clip.wav")
+    wave = load_clip(other.read_bytes(), 16000, name=other.name)
+    assert abs(len(wave) - len(reference)) <= 0.05 * len(reference)  # lossy codecs may pad a little
+    assert np.abs(wave).max() > 0.1
