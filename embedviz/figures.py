@@ -164,9 +164,11 @@ def _column(values: Sequence[Any] | ArrayLike, n: int, name: str) -> np.ndarray:
 
 #: 2D clouds at least this large are drawn with WebGL (``Scattergl``); smaller ones with SVG.
 #: Browsers keep only about 16 live WebGL contexts per page and Plotly's Scattergl takes two
-#: per chart, so a layers x models grid of WebGL plots silently blanks its oldest panels.
-#: SVG is smooth up to a few thousand markers, so WebGL is kept for the clouds that need it.
-WEBGL_MIN_POINTS = 1000
+#: per chart, so separate WebGL charts blank their oldest past ~8 (grid_figure shares one).
+#: WebGL also has a fixed start-up cost: in headless Chromium (software WebGL) SVG drew 525
+#: points in 0.46 s vs 0.94 s and 2,000 in 0.29 s vs 2.2 s; WebGL won from ~5,000 points
+#: (1.3 s vs 0.8 s). SVG is smooth to pan and zoom at a few thousand markers.
+WEBGL_MIN_POINTS = 3000
 
 _HOVER = "clip %{customdata[0]}<br>word %{customdata[1]}<br>speaker %{customdata[2]}<extra></extra>"
 
@@ -213,12 +215,15 @@ def _scatter_traces(
             marker={k: v for k, v in style.items() if v is not None},
         )
         shown_in_legend.add(label)
+        # float32: plotly sends numpy arrays as typed arrays, so this halves the coordinate
+        # bytes; a picture needs no more than float32's 7 digits.
+        xyz = coords[idx].astype(np.float32)
         if three_d:
-            traces.append(go.Scatter3d(x=coords[idx, 0], y=coords[idx, 1], z=coords[idx, 2], **common))
+            traces.append(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], **common))
         else:
             use_webgl = coords.shape[0] >= WEBGL_MIN_POINTS if webgl is None else webgl
             cls = go.Scattergl if use_webgl else go.Scatter
-            traces.append(cls(x=coords[idx, 0], y=coords[idx, 1], **common))
+            traces.append(cls(x=xyz[:, 0], y=xyz[:, 1], **common))
     return traces
 
 
@@ -243,6 +248,47 @@ def _resolve_symbols(labels: Iterable[str], colors: Mapping[str, str] | None) ->
     ``colors`` came from :func:`word_colors` of it), so both stay consistent."""
     universe = set(map(str, labels)) | set(map(str, colors or {}))
     return {label: style.symbol for label, style in word_styles(universe).items()}
+
+
+#: Text width of one legend entry in :func:`compact_legend` (a Speech Commands word at 10 px).
+LEGEND_ENTRY_PX = 56
+#: What one entry takes across, marker and padding included (measured in Chromium: 9 entries
+#: in a 764 px row, ~85 px each).
+LEGEND_ENTRY_SPAN_PX = LEGEND_ENTRY_PX + 30
+#: Height of one row of :func:`compact_legend` entries.
+LEGEND_ROW_PX = 19
+
+
+def compact_legend(n_labels: int, width_px: int, title: str = "") -> tuple[dict[str, Any], int]:
+    """A legend for many labels: fixed-width entries in rows under the plot.
+
+    Plotly's default legend is one column beside the plot: 35 words make it taller than
+    the plot itself, and it squeezes the panel's width. Here entries of
+    :data:`LEGEND_ENTRY_SPAN_PX` wrap into as many columns as ``width_px`` holds (35 words
+    under a 760 px figure: 4-5 rows). Returns the ``layout.legend`` dict and the height in pixels the
+    rows take, to add to the figure's height and bottom margin so the plot keeps its size.
+    Clicking an entry still hides its word, double-clicking isolates it (every trace of a
+    word shares its ``legendgroup``, across all subplots of a :func:`grid_figure`).
+    """
+    if n_labels < 0 or width_px < 1:
+        raise ConfigError(f"compact_legend needs n_labels >= 0 and width_px >= 1, got {n_labels}, {width_px}")
+    per_row = max(1, int(width_px) // LEGEND_ENTRY_SPAN_PX)
+    rows = math.ceil(n_labels / per_row) + (1 if title else 0)
+    legend = {
+        "orientation": "h",
+        "x": 0.0,
+        "xanchor": "left",
+        "y": 0.0,
+        "yanchor": "bottom",
+        "yref": "container",  # in the figure's bottom margin, whatever the axes (see the returned height)
+        "entrywidth": LEGEND_ENTRY_PX,
+        "entrywidthmode": "pixels",
+        "itemsizing": "constant",
+        "tracegroupgap": 0,
+        "font": {"size": 10},
+        "title": {"text": title, "side": "top left"},
+    }
+    return legend, rows * LEGEND_ROW_PX + 6
 
 
 def _check_color_by(color_by: str) -> None:
@@ -336,14 +382,21 @@ def grid_figure(
     title: str = "",
     highlight: Highlight | None = None,
     webgl: bool | None = None,
+    width_px: int = 1100,
+    panel_height: int = 300,
 ) -> "go.Figure":
     """Small multiples (e.g. layers x models) with shared colours and one legend.
 
     All panels must be 2D, or all 3D (then each cell is its own 3D scene). Clicking a
-    legend entry hides that label in every panel. One figure holds every panel, and
-    plotly.js draws all WebGL subplots of a figure on ONE canvas, so a grid of any
-    number of 20,000-point panels uses a single WebGL context (separate charts take
-    two each and blank past the browser's ~16).
+    legend entry hides that label in every panel, double-clicking isolates it. One
+    figure holds every panel, and plotly.js draws all WebGL subplots of a figure on ONE
+    canvas, so a grid of any number of 20,000-point panels uses a single WebGL context
+    (separate charts take about two each and the browser blanks the oldest past ~16:
+    measured, 13 separate 20,000-point charts in Chromium lose their first 5).
+
+    The legend is :func:`compact_legend` rows under the grid, sized for ``width_px``
+    (the width the figure is drawn at); each panel is ``panel_height`` pixels tall.
+    Trace ``i`` belongs to panel ``int(fig.data[i].xaxis[1:] or 1) - 1`` (3D: ``scene``).
     """
     from plotly.subplots import make_subplots
 
@@ -390,16 +443,34 @@ def grid_figure(
         # Projection axes have no units worth reading in a small multiple.
         fig.update_xaxes(showticklabels=False)
         fig.update_yaxes(showticklabels=False)
+    legend, legend_px = compact_legend(len(shown), width_px, title=color_by)
     fig.update_layout(
         title={"text": title},
-        height=60 + 300 * n_rows,
+        height=60 + panel_height * n_rows + legend_px,
         template="plotly_white",
-        legend={"title": {"text": color_by}, "itemsizing": "constant"},
+        legend=legend,
         clickmode="event+select",
         uirevision="embedviz",
-        margin={"l": 20, "r": 20, "t": 80, "b": 20},
+        margin={"l": 20, "r": 20, "t": 80, "b": 20 + legend_px},
     )
     return fig
+
+
+def panel_of_traces(fig: "go.Figure") -> list[int]:
+    """For each trace of a :func:`grid_figure` (and traces added to its subplots later),
+    the index of its panel, from the trace's ``xaxis`` (``"x3"`` -> 2) or ``scene``."""
+    out = []
+    for trace in fig.data:
+        ref = getattr(trace, "scene", None) if isinstance(trace, _scene_types()) else getattr(trace, "xaxis", None)
+        digits = str(ref or "").lstrip("xscene")
+        out.append(int(digits) - 1 if digits else 0)
+    return out
+
+
+def _scene_types() -> tuple[type, ...]:
+    import plotly.graph_objects as go
+
+    return (go.Scatter3d,)
 
 
 def overview_figure(
@@ -817,6 +888,8 @@ __all__ = [
     "Highlight",
     "Panel",
     "WordStyle",
+    "compact_legend",
+    "panel_of_traces",
     "overview_figure",
     "word_styles",
     "cka_figure",

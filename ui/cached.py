@@ -18,6 +18,7 @@ away on the next run.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -323,13 +324,44 @@ def missing_count(sel: ModelSelection) -> tuple[int, int]:
     return len(todo), len(m)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def layer_embeddings(sel: LayerSelection) -> dict[str, Any]:
-    """Stored vectors of ``sel.layers`` for the sample: ``embedviz.store.LayerVectors`` per
-    layer (clips not stored are left out and listed in ``missing``)."""
+class _StoreReads:
+    """The layers read so far for one :class:`ModelSelection` and pooling (see :func:`read_together`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.vectors: dict[str, Any] = {}
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _store_reads(source: ModelSelection, pooling: str) -> _StoreReads:
+    # A resource, not cache_data: shared read-only by the panels, never pickled per hit.
+    # Keyed by the selection, so its store token: a change of the store starts afresh.
+    return _StoreReads()
+
+
+def read_together(source: ModelSelection, layers: tuple[str, ...], pooling: str) -> dict[str, Any]:
+    """Stored vectors of ``layers`` for the sample, read in ONE pass over the store.
+
+    A store read costs about the same for one layer or thirteen (each part holding a wanted
+    clip is opened once and the layers are filtered inside it), so the Explore page asks
+    for every layer it will draw of a model before drawing the first panel; the panels'
+    :func:`layer_embeddings` then find their layer here. Layers read before are not
+    read again. Values are ``embedviz.store.LayerVectors`` (shared: do not modify them).
+    """
     from embedviz.views import read_vectors
 
-    return read_vectors(get_store(), sel.source.settings, sel.layers, sel.pooling, sel.clips.sample())
+    reads = _store_reads(source, pooling)
+    with reads.lock:
+        todo = [layer for layer in dict.fromkeys(layers) if layer not in reads.vectors]
+        if todo:
+            reads.vectors.update(read_vectors(get_store(), source.settings, todo, pooling, source.clips.sample()))
+        return {layer: reads.vectors[layer] for layer in layers}
+
+
+def layer_embeddings(sel: LayerSelection) -> dict[str, Any]:
+    """Stored vectors of ``sel.layers`` for the sample: ``embedviz.store.LayerVectors`` per
+    layer (clips not stored are left out and listed in ``missing``); see :func:`read_together`."""
+    return read_together(sel.source, sel.layers, sel.pooling)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

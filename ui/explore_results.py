@@ -1,11 +1,15 @@
 """The Explore page's results: the panels, brushing across them, and the selected clip.
 
-``render_results`` draws one plot per panel. What is marked is the same in every panel:
-the clicked clip (black ring), its nearest neighbours in the chosen panel's original space
-(orange), a box or lasso selection (blue: drawn in any 2D panel, brushed into all of them)
-and the clips matching the highlight text (pink). Hidden words are left out of every
-panel at once (an app-level word filter: Plotly's legend is per figure and cannot be
-shared across figures). The numbers come from :mod:`ui.cached`.
+``render_results`` draws one plot per panel, or, past :data:`MAX_WEBGL_PANELS` WebGL-sized 2D
+panels or :data:`MAX_WORDS_PER_PANEL_LEGEND` words, one figure of subplots per section (the
+browser's WebGL context limit would blank separate charts; its one compact legend hides
+a word in all its panels). What is marked is the
+same in every panel: the clicked clip (black ring), its nearest neighbours in the chosen
+panel's original space (orange), a box or lasso selection (blue: drawn in any 2D panel,
+brushed into all of them) and the clips matching the highlight text (pink). Hidden words
+are left out of every panel at once (an app-level word filter: a legend click acts on
+its own figure only). Every layer a model's panels show is read from the store in one
+pass first. The numbers come from :mod:`ui.cached`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,16 @@ from embedviz.viewstate import MAX_URL_SELECTION, ViewSettings
 from ui import cached, widgets
 from ui.explore_steps import BRUSH_KEY, CLIP_KEY, SPACE_KEY
 
-#: Browsers keep about 16 WebGL contexts per page and Plotly's Scattergl takes two per plot:
-#: past this many plots on the page, every plot is drawn as SVG.
+#: Browsers keep about 16 WebGL contexts per page and a Plotly Scattergl chart takes about
+#: two: up to this many panels each is its own chart; past it, each section's 2D panels are
+#: one figure of subplots (one context, one shared legend; see ``_grid``) when they are
+#: WebGL-sized, and separate SVG charts when they are small. 3D scenes take a context each
+#: and are drawn as their own charts, so many 3D panels can still blank.
 MAX_WEBGL_PANELS = 6
+#: More words than this and a section's 2D panels share one figure too: 35 words make a
+#: legend per panel as tall as the plot, and a legend click would hide the word in one
+#: panel only; the grid's single legend hides (double-click: isolates) it in all of them.
+MAX_WORDS_PER_PANEL_LEGEND = 12
 
 
 def _on_select(chart_key: str, model: str, layers: tuple[str, ...]) -> None:
@@ -57,40 +68,69 @@ def _marks(view: ViewSettings, sample, neighbours) -> dict[str, str]:
     return marks
 
 
-def _panel(view, status, name, layers, reduction, colors, coords, marks, n_panels, own=None) -> None:
-    """One plot: the projection of a model's layer (or concatenated layers) with its numbers."""
-    from embedviz.figures import add_own_clip, scatter_figure, title_for
-
+def _panel_data(view, status, name, layers, reduction, coords):
+    """A panel's data and its clips with the hidden words left out; None (with the reason
+    shown) when the projection is over budget or fails."""
     label = cached.model_label(name)
     sel = cached.LayerSelection(status[name][0], layers, view.pooling)
     try:
         plan = cached.plan(sel, reduction)
         if not plan.ok:  # never start a projection that would hold the server for minutes
             st.warning(f"{label} · {'+'.join(layers)}: {plan.reason}", icon=":material/hourglass_disabled:")
-            return
+            return None
         p = cached.panel(sel, reduction)
     except EmbedvizError as error:
         st.error(f"{label} · {'+'.join(layers)}: {error}")
-        return
+        return None
     coords = p.coords if coords is None else coords
     clips = p.clips
     if view.hide:
         keep = (~clips["word"].isin(view.hide)).to_numpy()
         coords, clips = coords[keep], clips[keep].reset_index(drop=True)
-    title = title_for(label, "+".join(layers), view.pooling, p.projection or reduction)
+    return p, coords, clips
+
+
+def _numbers_caption(p, n_speakers: int, view: ViewSettings, prefix: str = "") -> str:
+    note = f" · {p.n_clips} of {p.n_clips + p.n_missing} clips stored" if p.n_missing else ""
+    who = f" · {n_speakers} speakers (hover a point for its speaker)" if view.color_by == "speaker" else ""
+    return (
+        f"{prefix}k-NN accuracy **{widgets.fmt(p.knn)}**{p.sampled(p.knn_n)} · silhouette "
+        f"**{widgets.fmt(p.silhouette)}**{p.sampled(p.silhouette_n)} · chance {widgets.fmt(p.chance)} · "
+        f"trust {widgets.fmt(p.trust)}{p.sampled(p.trust_n)}{note}{who}"
+    )
+
+
+NUMBERS_HELP = (
+    "Leave-one-out 5-NN word accuracy and silhouette, both with cosine distance in the "
+    "original embedding space (not the picture). Trust is the projection's trustworthiness "
+    "(1 = the picture's 5 nearest neighbours are neighbours in the original space too)."
+)
+#: Width of the results column on a wide page (3 of 4 columns; measured 764 px at 1500 px).
+RESULTS_WIDTH_PX = 760
+
+
+def _panel(view, status, name, layers, reduction, colors, coords, marks, width_px: int, webgl=None, own=None) -> None:
+    """One plot: the projection of a model's layer (or concatenated layers) with its numbers."""
+    from embedviz.figures import add_own_clip, compact_legend, scatter_figure, title_for
+
+    data = _panel_data(view, status, name, layers, reduction, coords)
+    if data is None:
+        return
+    p, coords, clips = data
+    title = title_for(cached.model_label(name), "+".join(layers), view.pooling, p.projection or reduction)
     fig = scatter_figure(
         coords, clips["clip_id"], clips["word"], clips["speaker"], color_by=view.color_by,
         # model / layer and pooling / projection on three lines: narrow panels cut long titles.
         title="<br>".join(title.split(" · ", 1)).replace(" pooling · ", " pooling<br>", 1),
-        colors=colors, webgl=None if n_panels <= MAX_WEBGL_PANELS else False,
+        colors=colors, webgl=webgl,
     )
     n_speakers = clips["speaker"].nunique()
+    # Many speakers would bury the plot under its legend; hover names each point's speaker.
+    show_legend = view.color_by == "word" or n_speakers <= 12
+    legend, legend_px = compact_legend(len(fig.data) if show_legend else 0, width_px)
     fig.update_layout(
-        height=440, title={"font": {"size": 12}},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.1, "title": {"text": ""}},
-        # Many speakers would bury the plot under its legend; hover names each point's speaker.
-        showlegend=view.color_by == "word" or n_speakers <= 12,
-        margin={"l": 10, "r": 10, "t": 80, "b": 30},
+        height=360 + legend_px, title={"font": {"size": 12}}, legend=legend, showlegend=show_legend,
+        margin={"l": 10, "r": 10, "t": 80, "b": 10 + legend_px},
     )
     if view.dims == 2:
         fig.update_xaxes(title_text=None)
@@ -103,16 +143,69 @@ def _panel(view, status, name, layers, reduction, colors, coords, marks, n_panel
         fig, key=chart_key, on_select=lambda k=chart_key, m=name, ls=layers: _on_select(k, m, ls),
         selection_mode=("points", "box", "lasso") if view.dims == 2 else "points", config={"displaylogo": False},
     )
-    note = f" · {p.n_clips} of {p.n_clips + p.n_missing} clips stored" if p.n_missing else ""
-    who = f" · {n_speakers} speakers (hover a point for its speaker)" if view.color_by == "speaker" else ""
-    st.caption(
-        f"k-NN accuracy **{widgets.fmt(p.knn)}**{p.sampled(p.knn_n)} · silhouette "
-        f"**{widgets.fmt(p.silhouette)}**{p.sampled(p.silhouette_n)} · chance {widgets.fmt(p.chance)} · "
-        f"trust {widgets.fmt(p.trust)}{p.sampled(p.trust_n)}{note}{who}",
-        help="Leave-one-out 5-NN word accuracy and silhouette, both with cosine distance in the "
-        "original embedding space (not the picture). Trust is the projection's trustworthiness "
-        "(1 = the picture's 5 nearest neighbours are neighbours in the original space too).",
+    st.caption(_numbers_caption(p, n_speakers, view), help=NUMBERS_HELP)
+
+
+def _grid(view, status, header, section, reduction, colors, aligned, marks, own=None) -> None:
+    """Every 2D panel of a section in ONE figure (subplots): one WebGL context whatever the
+    number of panels (separate charts blank past the browser's ~16 contexts), and one
+    legend whose clicks hide (double-click: isolate) a word in every panel."""
+    import plotly.graph_objects as go
+
+    from embedviz.figures import Panel, add_own_clip, grid_figure, panel_of_traces, panel_subtitle
+
+    drawn = []
+    for (name, layers), coords in zip(section, aligned):
+        data = _panel_data(view, status, name, layers, reduction, coords)
+        if data is not None:
+            drawn.append(((name, layers), *data))
+    if not drawn:
+        return
+    n_cols = 3
+    panels = [
+        Panel(f"{cached.model_label(name)} · {'+'.join(layers)}", coords, clips["clip_id"], clips["word"],
+              clips["speaker"], subtitle=panel_subtitle({"knn_accuracy": p.knn, "silhouette": p.silhouette}))
+        for (name, layers), p, coords, clips in drawn
+    ]
+    fig = grid_figure(panels, n_cols, color_by=view.color_by, colors=colors, width_px=RESULTS_WIDTH_PX,
+                      panel_height=320)
+    if view.color_by == "speaker" and max(clips["speaker"].nunique() for *_, clips in drawn) > 12:
+        fig.update_layout(showlegend=False, margin={"b": 20}, height=60 + 320 * -(-len(panels) // n_cols))
+    starred = False
+    for i, (space, _, coords, clips) in enumerate(drawn):
+        rings = go.Figure()
+        widgets.mark_clips(rings, coords, clips["clip_id"], marks)
+        point = (own or {}).get((space[0], tuple(space[1])))
+        if point is not None:  # the user's own clip, one legend entry for the whole grid
+            add_own_clip(rings, point)
+            rings.data[-1].update(legendgroup="own clip", showlegend=not starred)
+            starred = True
+        for trace in rings.data:
+            fig.add_trace(trace, row=i // n_cols + 1, col=i % n_cols + 1)
+    spaces = tuple(space for space, *_ in drawn)
+    owner = tuple(panel_of_traces(fig))
+    chart_key = f"grid::{header}"
+    st.plotly_chart(
+        fig, key=chart_key, on_select=lambda: _on_grid_select(chart_key, spaces, owner),
+        selection_mode=("points", "box", "lasso"), config={"displaylogo": False},
     )
+    with st.expander("Numbers of every panel", expanded=False):
+        for (name, layers), p, _, clips in drawn:
+            prefix = f"{cached.model_label(name)} · {'+'.join(layers)}: "
+            st.caption(_numbers_caption(p, clips["speaker"].nunique(), view, prefix), help=NUMBERS_HELP)
+
+
+def _on_grid_select(chart_key: str, spaces: tuple, owner: tuple[int, ...]) -> None:
+    """Like :func:`_on_select`, for a grid: the clicked trace's panel gives the neighbours' space."""
+    event = st.session_state.get(chart_key) or {}
+    selection = event.get("selection", {}) if event else {}
+    points = [p for p in selection.get("points", []) if p.get("customdata")]
+    if selection.get("box") or selection.get("lasso"):
+        st.session_state[BRUSH_KEY] = list(dict.fromkeys(str(p["customdata"][0]) for p in points))
+    elif points:
+        curve = points[0].get("curve_number", 0)
+        st.session_state[CLIP_KEY] = str(points[0]["customdata"][0])
+        st.session_state[SPACE_KEY] = spaces[owner[curve] if 0 <= curve < len(owner) else 0]
 
 
 def _neighbours(view: ViewSettings, status):
@@ -125,10 +218,25 @@ def _neighbours(view: ViewSettings, status):
         return None
 
 
+def _read_stored_layers(view: ViewSettings, panels, status: dict, extracted: set) -> None:
+    """Every layer the panels of a model will draw, read from the store in one pass (one
+    read costs about the same for one layer or all of them; see ``cached.read_together``)."""
+    wanted: dict[str, dict[str, None]] = {}
+    for _, section in panels:
+        for name, layers in section:
+            if name in extracted:
+                wanted.setdefault(name, {}).update(dict.fromkeys(layers))
+    for name, layers in wanted.items():
+        try:
+            cached.read_together(status[name][0], tuple(layers), view.pooling)
+        except EmbedvizError:
+            pass  # each panel reports its own error
+
+
 def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df, own=None) -> None:
     """The panels (left) and the selected clip with its neighbours (right); ``own`` maps a
     panel ``(model, layers)`` to the user's own clip's point there (drawn as a star)."""
-    from embedviz.figures import word_colors
+    from embedviz.figures import WEBGL_MIN_POINTS, word_colors
 
     reduction = view.reduction_settings()
     # Colours from the dataset's whole word list: a word keeps its colour whatever else is chosen.
@@ -138,6 +246,7 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
     marks = _marks(view, sample, nn)
     extracted = {m for m, (_, missing, total) in status.items() if missing < total}
     n_panels = sum(len(section) for _, section in panels)
+    _read_stored_layers(view, panels, status, extracted)
     results, side = st.columns([3, 1], gap="medium")
     with results:
         for header, section in panels:
@@ -161,11 +270,18 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
                         aligned = list(cached.aligned_coords(sels, reduction))
                 except EmbedvizError:
                     pass  # each panel reports its own error below
+            many_words = view.color_by == "word" and len(view.words) - len(view.hide) > MAX_WORDS_PER_PANEL_LEGEND
+            # Small clouds are SVG (no WebGL context), so many small panels can stay separate charts.
+            many_webgl = n_panels > MAX_WEBGL_PANELS and len(sample) >= WEBGL_MIN_POINTS
+            if view.dims == 2 and len(section) > 1 and (many_webgl or many_words):
+                _grid(view, status, header, section, reduction, colors, aligned, marks, own)
+                continue
             cols = st.columns(n_cols)
             for i, (name, layers) in enumerate(section):
                 with cols[i % n_cols]:
-                    _panel(view, status, name, layers, reduction, colors, aligned[i], marks, n_panels,
-                           (own or {}).get((name, tuple(layers))))
+                    _panel(view, status, name, layers, reduction, colors, aligned[i], marks, RESULTS_WIDTH_PX // n_cols,
+                           webgl=None if n_panels <= MAX_WEBGL_PANELS else False,
+                           own=(own or {}).get((name, tuple(layers))))
     with side:
         _clip_side(view, sample, nn)
     _selection_table(view, sample)

@@ -338,3 +338,52 @@ def test_a_projection_over_the_budget_is_refused_with_its_cost(env, monkeypatch)
     warnings = " ".join(texts(at.warning))
     assert warnings.count("t-SNE on 8 points would take") == 2 and "or PCA" in warnings
     assert len(at.get("plotly_chart")) == 0
+
+
+def test_many_words_share_one_figure_with_one_legend(env, monkeypatch) -> None:
+    """Past MAX_WORDS_PER_PANEL_LEGEND words (35 in Speech Commands) a section's 2D panels are
+    subplots of one figure: one legend for every panel, one WebGL context."""
+    import json
+
+    from ui import explore_results
+
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    assert len(at.get("plotly_chart")) == 2  # 2 words: a chart per panel
+    monkeypatch.setattr(explore_results, "MAX_WORDS_PER_PANEL_LEGEND", 1)
+    at.run()
+    no_exception(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    axes = {t.get("xaxis", "x") for t in spec["data"]}
+    assert axes == {"x", "x2"}  # logmel and mfcc, side by side
+    shown = [t["name"] for t in spec["data"] if t.get("showlegend", True) and t.get("customdata")]
+    assert sorted(shown) == ["no", "yes"]  # each word once, for both panels
+    assert spec["layout"]["legend"]["orientation"] == "h"
+    assert " ".join(texts(at.caption)).count("k-NN accuracy") == 2  # every panel's numbers
+
+
+def test_a_view_reads_all_its_layers_in_one_store_pass(env, monkeypatch) -> None:
+    """Opening a store part costs the same for one layer or all: the panels of a model
+    (logmel, mfcc) are read together, once, not once per panel."""
+    from embedviz import views
+
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    calls: list[tuple[str, ...]] = []
+    real = views.read_vectors
+
+    def counting(store, settings, layers, pooling, manifest=None):
+        calls.append(tuple(layers))
+        return real(store, settings, layers, pooling, manifest)
+
+    monkeypatch.setattr(views, "read_vectors", counting)
+    widget(at, "segmented_control", "ex_pool").set_value("max").run()  # a new pooling: nothing cached
+    no_exception(at)
+    assert len(at.get("plotly_chart")) == 2
+    assert calls == [("logmel", "mfcc")]

@@ -214,6 +214,49 @@ def test_webgl_can_be_forced_off_or_on() -> None:
     assert all(type(t) is go.Scatter for t in scatter_figure(coords, clip_ids, words, speakers, webgl=False).data)
 
 
+def test_compact_legend_wraps_many_words_into_rows_under_the_plot() -> None:
+    from embedviz.figures import LEGEND_ENTRY_SPAN_PX, compact_legend
+
+    legend, px = compact_legend(35, 760)
+    assert legend["orientation"] == "h" and legend["yref"] == "container"
+    per_row = 760 // LEGEND_ENTRY_SPAN_PX
+    rows = -(-35 // per_row)
+    assert rows < 35 and px >= rows * 10  # rows, not one entry per line
+    narrow, narrow_px = compact_legend(35, 300)
+    assert narrow_px > px  # fewer entries fit per row: more rows
+    assert compact_legend(0, 760)[1] < px
+    with pytest.raises(ConfigError):
+        compact_legend(3, 0)
+
+
+def test_grid_legend_is_compact_and_traces_map_back_to_their_panel() -> None:
+    from embedviz.figures import panel_of_traces
+
+    many = [f"w{i:02d}" for i in range(35)]
+    rng = np.random.default_rng(0)
+    panels = []
+    for layer in range(4):
+        words = [many[i % 35] for i in range(140)]
+        panels.append(Panel(f"layer {layer}", rng.normal(size=(140, 2)), [f"c{layer}-{i}" for i in range(140)],
+                            words, ["s"] * 140))
+    fig = grid_figure(panels, n_cols=3, width_px=760)
+    assert fig.layout.legend.orientation == "h"
+    # The legend's rows are added below the panels, so the plot keeps its height.
+    assert fig.layout.height > 60 + 300 * 2 and fig.layout.margin.b > 20
+    owner = panel_of_traces(fig)
+    assert len(owner) == len(fig.data) and set(owner) == {0, 1, 2, 3}
+    for trace, panel in zip(fig.data, owner):
+        assert all(str(c[0]).startswith(f"c{panel}-") for c in trace.customdata)
+    # One legend entry per word for the whole grid; every trace of a word shares its group.
+    assert sorted(t.name for t in fig.data if t.showlegend) == many
+
+
+def test_scatter_coordinates_are_sent_as_float32() -> None:
+    coords, clip_ids, words, speakers = sample(n=2000)
+    fig = scatter_figure(coords, clip_ids, words, speakers)
+    assert all(np.asarray(t.x).dtype == np.float32 and np.asarray(t.y).dtype == np.float32 for t in fig.data)
+
+
 def test_add_own_clip_draws_one_labelled_star_in_2d_and_a_marker_in_3d() -> None:
     from embedviz.figures import OWN_CLIP_NAME, add_own_clip
 

@@ -122,10 +122,14 @@ def test_cka_never_builds_a_square_past_the_cap(big) -> None:
 
 
 def test_pca_on_100000_points_is_randomised_and_within_its_estimate() -> None:
+    from embedviz.reduction import pca_solver
+
     X, _ = clustered(n=100_000, d=16)
     proj = reduce(X, ReductionSettings())
     assert proj.coords.shape == (100_000, 2)
-    assert proj.params["backend"] == "sklearn.PCA-randomized"
+    # Never a full SVD of 100,000 rows: tall data goes through its 16 x 16 covariance.
+    assert proj.params["backend"] == f"sklearn.PCA-{pca_solver(100_000, 16)}" == "sklearn.PCA-covariance_eigh"
+    assert pca_solver(100_000, 2000) == "randomized" and pca_solver(500, 768) == "full"
     again = reduce(X, ReductionSettings())
     assert np.array_equal(proj.coords, again.coords)  # seeded: same picture every time
 
