@@ -309,19 +309,6 @@ def choice(view: ViewSettings, name: str, key: str, *, options: Sequence | None 
     )
 
 
-def optional_hook(module: str, function: str):
-    """``module.function`` if that module exists (features built as separate components), else None."""
-    import importlib
-    import importlib.util
-
-    try:
-        if importlib.util.find_spec(module) is None:
-            return None
-    except (ImportError, ValueError):
-        return None
-    return getattr(importlib.import_module(module), function, None)
-
-
 def clip_card(clip: pd.Series, caption: str = "") -> None:
     """Word, speaker and a player for one clip (the path comes from the validated dataset)."""
     st.markdown(f"**{clip['word']}** · speaker `{clip['speaker']}`" + (f" · {caption}" if caption else ""))
