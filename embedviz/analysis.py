@@ -106,7 +106,9 @@ def analyse_entry(
     ``progress`` gets one step per layer read and measured (and per figure); it can stop.
 
     Figures: the layer curve, a grid of per-layer projections (aligned with Procrustes),
-    the k-NN confusion matrix of the best layer, and the CKA matrix between layers.
+    the k-NN confusion matrix of the best layer, and the CKA matrix between layers; with
+    ``measures`` also the speaker-vs-word curves and the measures (``speaker_word.html``,
+    ``measures.html``).
     """
     from embedviz import measures as measures_lib
     from embedviz import metrics, views
@@ -186,6 +188,14 @@ def write_figures(
 
     fig = figures.layer_curve_figure(table, metric="knn_accuracy")
     written.append(figures.write_html(fig, out_dir / "layer_curve.html"))
+    if "pwcca" in table.columns:  # analyse --measures: the speaker-vs-word curves and the measures too
+        speaker_metric = figures.speaker_word_metric(table)
+        written.append(figures.write_html(
+            figures.speaker_word_figure(table, speaker_metric, title=f"{model} · word vs speaker information"),
+            out_dir / "speaker_word.html"))
+        written.append(figures.write_html(
+            figures.measures_figure(table, title=f"{model} · layer-wise measures ({int(table['measures_n'].max()):,} clips)"),
+            out_dir / "measures.html"))
 
     aligned = align_procrustes(list(coords))
     panels = []

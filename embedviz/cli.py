@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-probe", action="store_true", help="skip the linear probe (the slow part on big sets)")
     p.add_argument("--measures", action="store_true",
                    help="add PWCCA with one-hot words, k-means word NMI and word ABX across speakers "
-                        "(on at most 2,000 clips, column measures_n)")
+                        "(on at most 2,000 clips, column measures_n); with --figures also "
+                        "speaker_word.html and measures.html")
     p.add_argument("--out", required=True, help="FILE.csv")
     p.add_argument("--figures", help="folder for standalone HTML figures")
     p.set_defaults(func=cmd_analyse)

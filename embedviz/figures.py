@@ -742,6 +742,15 @@ def _shared_value(data: "pd.DataFrame", column: str) -> float | None:
     return float(values[0]) if len(values) == 1 else None
 
 
+def speaker_word_metric(table: "pd.DataFrame") -> str:
+    """The speaker curve to draw beside word k-NN: within words when any clip could be
+    scored that way, else across words (one clip per speaker and word, as in the demo)."""
+    within = table["speaker_knn_within_word"] if "speaker_knn_within_word" in table.columns else None
+    if within is not None and within.notna().any():
+        return "speaker_knn_within_word"
+    return "speaker_knn_across_words"
+
+
 def speaker_word_figure(
     table: "pd.DataFrame",
     speaker_metric: str = "speaker_knn_within_word",
@@ -900,6 +909,7 @@ __all__ = [
     "panel_subtitle",
     "scatter_figure",
     "speaker_word_figure",
+    "speaker_word_metric",
     "title_for",
     "word_colors",
     "write_html",

@@ -45,9 +45,10 @@ MEASURES_HELP = """
 
 
 def _speaker_metric(full: pd.DataFrame) -> tuple[str, str]:
-    """Within words when any clip can be scored that way, else across words (with why)."""
-    within = full.get("speaker_knn_within_word")
-    if within is not None and within.notna().any():
+    """The speaker curve to draw (:func:`embedviz.figures.speaker_word_metric`) and why."""
+    from embedviz.figures import speaker_word_metric
+
+    if speaker_word_metric(full) == "speaker_knn_within_word":
         return "speaker_knn_within_word", "Speaker identity is measured within words."
     return "speaker_knn_across_words", (
         "No speaker said a word twice in this selection (one clip per speaker and word, as in the demo), "

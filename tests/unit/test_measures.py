@@ -259,3 +259,20 @@ def test_speaker_word_and_measures_figures_draw_two_curves_per_model() -> None:
     np.testing.assert_allclose(abx[0].y, table["abx_across"])
     with pytest.raises(ConfigError):
         measures_figure(table.drop(columns=["pwcca"]))
+
+
+def test_analyse_measures_adds_columns_and_figures(tmp_path) -> None:
+    import pandas as pd
+
+    from embedviz.cli import main
+
+    cache = tmp_path / "cache"
+    assert main(["extract", "--model", "baseline:mel", "--words", "yes,no,up", "--samples", "4", "--cache", str(cache)]) == 0
+    out, figures = tmp_path / "table.csv", tmp_path / "figures"
+    assert main(["analyse", "--model", "baseline:mel", "--cache", str(cache), "--no-probe", "--measures",
+                 "--out", str(out), "--figures", str(figures)]) == 0
+    table = pd.read_csv(out)
+    assert {"pwcca", "cluster_nmi", "abx_across", "abx_distractor", "measures_n", *SPEAKER_WORD_COLUMNS} <= set(table.columns)
+    assert (table["measures_n"] == 12).all() and table["abx_across"].between(0, 1).all()
+    assert table["speaker_knn_across_words"].notna().all()  # demo: one clip per speaker and word
+    assert {"speaker_word.html", "measures.html"} <= {p.name for p in figures.glob("*.html")}
