@@ -179,8 +179,16 @@ _malloc_tuned = False
 
 
 def batch_size_for(family: str) -> int:
-    """The measured preferred batch size of a model family (see :data:`PREFERRED_BATCH_SIZE`)."""
-    return PREFERRED_BATCH_SIZE.get(family, DEFAULT_BATCH_SIZE)
+    """The measured preferred batch size of a model family (see :data:`PREFERRED_BATCH_SIZE`).
+
+    A family registered after this module was imported is asked directly.
+    """
+    if family in PREFERRED_BATCH_SIZE:
+        return PREFERRED_BATCH_SIZE[family]
+    from embedviz.extractors.registry import families
+
+    spec = families().get(family)
+    return spec.preferred_batch_size if spec is not None else DEFAULT_BATCH_SIZE
 
 
 def tune_glibc_malloc() -> bool:
