@@ -2,20 +2,16 @@
 open dataset's problem files.
 
 The server runs on 127.0.0.1 and serves a small generated ``.tar.gz`` in the Speech
-Commands layout (built with the helpers of ``tests/unit/test_fetch.py``); it honours
+Commands layout (``tests/archive_server.py``); it honours
 ``Range`` and can send slowly, so a fetch can be cancelled half-way and resumed.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,37 +19,15 @@ import pytest
 from embedviz.datasets import open_dataset
 from tests.app.conftest import DATA, new_app, no_exception, page, texts, wait_for_job
 from tests.unit.test_bad_audio_corpus import make_corpus
-from tests.unit.test_fetch import add_file, wav_bytes
+from tests.archive_server import Server, make_archive, start_server
 
-WORDS = {"yes": 3, "no": 2, "cat": 4}
 FETCH_JOB = "_dc_fetch_job"
 
 
 def archive(big_seconds: float = 0.0) -> bytes:
     """A Speech Commands shaped .tar.gz; ``big_seconds`` of noise in one extra 'cat' clip make it
     large enough to be cancelled while it downloads."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        seed = 0
-        for word, n in WORDS.items():
-            for i in range(n):
-                seed += 1
-                add_file(tar, f"./{word}/spk{i}_nohash_0.wav", wav_bytes(seed))
-        if big_seconds:
-            add_file(tar, "./cat/big_nohash_0.wav", wav_bytes(123, big_seconds))
-        add_file(tar, "./_background_noise_/white_noise.wav", wav_bytes(99, 1.0))
-        add_file(tar, "./validation_list.txt", b"yes/spk0_nohash_0.wav\n")
-        add_file(tar, "./testing_list.txt", b"no/spk1_nohash_0.wav\n")
-    return buf.getvalue()
-
-
-@dataclass
-class Server:
-    data: bytes
-    piece: int = 0  # bytes per write when sending slowly (0: all at once)
-    delay_s: float = 0.0
-    ranges: list[str] = field(default_factory=list)
-    url: str = ""
+    return make_archive(big_seconds=big_seconds, license_file=False)
 
 
 @pytest.fixture
@@ -63,39 +37,7 @@ def serve(env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
     def start(data: bytes, **options) -> Server:
         state = Server(data, **options)
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                start_at = 0
-                rng = self.headers.get("Range")
-                state.ranges.append(rng or "")
-                if rng:
-                    start_at = int(rng.split("=")[1].split("-")[0])
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start_at}-{len(state.data) - 1}/{len(state.data)}")
-                else:
-                    self.send_response(200)
-                body = state.data[start_at:]
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("ETag", '"v1"')
-                self.end_headers()
-                step = state.piece or len(body)
-                try:
-                    for i in range(0, len(body), step):
-                        self.wfile.write(body[i : i + step])
-                        self.wfile.flush()
-                        time.sleep(state.delay_s)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client cancelled
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
-        servers.append(httpd)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        state.url = f"http://127.0.0.1:{httpd.server_address[1]}/speech_commands_test.tar.gz"
+        servers.append(start_server(state))
         return state
 
     yield start

@@ -6,78 +6,17 @@ The server serves a small generated ``.tar.gz`` in the Speech Commands layout, h
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from embedviz import cli, settings
 from embedviz.errors import Cancelled, ConfigError
 from embedviz.fetch import extract_archive, fetch_speech_commands, fetched_roots
-
-WORDS = {"yes": 3, "no": 2, "cat": 4}
-
-
-def wav_bytes(seed: int, seconds: float = 0.25) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    sf.write(buf, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000, format="WAV")
-    return buf.getvalue()
-
-
-def add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def make_archive(hostile: bool = False) -> bytes:
-    """A Speech Commands shaped .tar.gz (members prefixed './' as in the real archive)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        seed = 0
-        for word, n in WORDS.items():
-            for i in range(n):
-                seed += 1
-                add_file(tar, f"./{word}/spk{i}_nohash_0.wav", wav_bytes(seed))
-        add_file(tar, "./_background_noise_/white_noise.wav", wav_bytes(99, 1.0))
-        add_file(tar, "./validation_list.txt", b"yes/spk0_nohash_0.wav\n")
-        add_file(tar, "./testing_list.txt", b"no/spk1_nohash_0.wav\n")
-        add_file(tar, "./LICENSE", b"CC BY 4.0\n")
-        if hostile:
-            add_file(tar, "../evil.wav", b"evil")
-            add_file(tar, "/tmp/embedviz-absolute-evil.wav", b"evil")
-            link = tarfile.TarInfo("./yes/link_nohash_0.wav")
-            link.type = tarfile.SYMTYPE
-            link.linkname = "../../../../etc/passwd"
-            tar.addfile(link)
-            hard = tarfile.TarInfo("./yes/hard_nohash_0.wav")
-            hard.type = tarfile.LNKTYPE
-            hard.linkname = "/etc/passwd"
-            tar.addfile(hard)
-            dev = tarfile.TarInfo("./yes/dev_nohash_0.wav")
-            dev.type = tarfile.CHRTYPE
-            tar.addfile(dev)
-    return buf.getvalue()
-
-
-@dataclass
-class Server:
-    data: bytes
-    cut_first_after: int | None = None
-    ignore_range: bool = False
-    requests: list[dict[str, str]] = field(default_factory=list)
-    sent: int = 0
-    url: str = ""
-
+from tests.archive_server import Server, make_archive, start_server
 
 @pytest.fixture
 def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
@@ -86,38 +25,7 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
     def start(data: bytes, **options) -> Server:
         state = Server(data, **options)
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep the test output clean
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                state.requests.append(dict(self.headers))
-                first = len(state.requests) == 1
-                start_at = 0
-                rng = self.headers.get("Range")
-                if rng and not state.ignore_range:
-                    start_at = int(rng.split("=")[1].split("-")[0])
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start_at}-{len(state.data) - 1}/{len(state.data)}")
-                else:
-                    self.send_response(200)
-                body = state.data[start_at:]
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("ETag", '"v1"')
-                self.end_headers()
-                if first and state.cut_first_after is not None:
-                    body = body[: state.cut_first_after]
-                self.wfile.write(body)
-                self.wfile.flush()
-                state.sent += len(body)
-                if first and state.cut_first_after is not None:
-                    self.close_connection = True
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        servers.append(httpd)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        state.url = f"http://127.0.0.1:{httpd.server_address[1]}/speech_commands_test.tar.gz"
+        servers.append(start_server(state))
         return state
 
     yield start
