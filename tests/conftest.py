@@ -70,3 +70,23 @@ def cache_model(hf_cache: Path) -> Callable[..., Path]:
         return save_into_hf_cache(family, hf_cache, repo_id, commit, variant=variant)
 
     return put
+
+
+@pytest.fixture
+def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``serve(data, **options) -> Server``: a local archive server (``tests/archive_server.py``),
+    shut down after the test; fetched roots are registered in a temporary file."""
+    from tests.archive_server import Server, start_server
+
+    monkeypatch.setenv("EMBEDVIZ_FETCHED_ROOTS_FILE", str(tmp_path / "config" / "fetched_roots.json"))
+    servers = []
+
+    def start(data: bytes, **options) -> Server:
+        state = Server(data, **options)
+        servers.append(start_server(state))
+        return state
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()

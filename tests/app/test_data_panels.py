@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ import pytest
 from embedviz.datasets import open_dataset
 from tests.app.conftest import DATA, new_app, no_exception, page, texts, wait_for_job
 from tests.unit.test_bad_audio_corpus import make_corpus
-from tests.archive_server import Server, make_archive, start_server
+from tests.archive_server import make_archive
 
 FETCH_JOB = "_dc_fetch_job"
 
@@ -31,19 +29,9 @@ def archive(big_seconds: float = 0.0) -> bytes:
 
 
 @pytest.fixture
-def serve(env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("EMBEDVIZ_FETCHED_ROOTS_FILE", str(tmp_path / "config" / "fetched_roots.json"))
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(data: bytes, **options) -> Server:
-        state = Server(data, **options)
-        servers.append(start_server(state))
-        return state
-
-    yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+def serve(env, serve):
+    """The archive server of ``tests/conftest.py``, in the app's test environment."""
+    return serve
 
 
 def fill_form(at, url: str, folder: str = "sc", words: tuple[str, ...] = ()):

@@ -7,32 +7,14 @@ The server serves a small generated ``.tar.gz`` in the Speech Commands layout, h
 from __future__ import annotations
 
 import json
-from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from embedviz import cli, settings
 from embedviz.errors import Cancelled, ConfigError
 from embedviz.fetch import extract_archive, fetch_speech_commands, fetched_roots
-from tests.archive_server import Server, make_archive, start_server
-
-@pytest.fixture
-def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("EMBEDVIZ_FETCHED_ROOTS_FILE", str(tmp_path / "config" / "fetched_roots.json"))
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(data: bytes, **options) -> Server:
-        state = Server(data, **options)
-        servers.append(start_server(state))
-        return state
-
-    yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
-
+from tests.archive_server import make_archive
 
 def test_fetch_extracts_counts_and_registers_root(tmp_path: Path, serve) -> None:
     server = serve(make_archive())
