@@ -70,6 +70,13 @@ _clip_lock = threading.Lock()
 _clip_keys: dict[tuple[str, int, int], str] = {}
 #: Hex characters of a clip's content key (128 bits: collisions are not a concern).
 CLIP_KEY_LENGTH = 32
+#: Prefixes of the keys :func:`content_key` gives a file whose content it could not read.
+NO_CONTENT_PREFIXES = ("missing:", "unreadable:")
+
+
+def has_content(key: str) -> bool:
+    """False for the ``missing:`` / ``unreadable:`` keys of files that could not be read."""
+    return not str(key).startswith(NO_CONTENT_PREFIXES)
 
 
 def content_key(path: str | Path) -> str:

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from embedviz.audio import NOTICE_KINDS, PERMISSION_DENIED, decode_clip
+from embedviz.audio import NOTICE_KINDS, decode_clip
+from embedviz.hashing import has_content
 from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
 from embedviz.pooling import pool_batch
 from embedviz.progress import ProgressCallback, ProgressReporter
-from embedviz.settings import ExtractionSettings
+from embedviz.settings import DEFAULT_MAX_SECONDS, ExtractionSettings
 from embedviz.store import EmbeddingStore, StoreEntry
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def _with_keys(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def missing_clips(manifest: pd.DataFrame, settings: ExtractionSettings, store: EmbeddingStore) -> pd.DataFrame:
-    """Rows of ``manifest`` that :func:`extract` would compute (none when all are stored)."""
+    """Rows of ``manifest`` that :func:`extract` would compute (none when all are stored or unusable)."""
     entry = store.entry_for(settings)
     m = _with_keys(manifest)
     todo = m[~m["clip_key"].isin(entry.stored_keys())]
@@ -134,27 +135,38 @@ def missing_clips(manifest: pd.DataFrame, settings: ExtractionSettings, store: E
 
 
 def unusable_clips(manifest: pd.DataFrame, store: EmbeddingStore) -> list[SkippedClip]:
-    """Clips of ``manifest`` known to be unusable without loading anything: rejected by
+    """Clips of ``manifest`` known to be unusable without loading a model: rejected by
     decoding in an earlier run (by content), or missing or unreadable now."""
     m = _with_keys(manifest)
-    known = store.unusable_clips()
-    bad = m[_unusable_mask(m, known)]
-    return [SkippedClip(c.clip_id, str(c.path), _known_reason(c.clip_key, known)) for c in bad.itertuples()]
+    return _known_unusable(m, store.unusable_clips())[1]
 
 
-#: Key prefixes of clips whose content could not be read (see :func:`embedviz.hashing.content_key`).
-_NO_CONTENT = ("missing:", "unreadable:")
+#: Rate a file is decoded at only to learn why it cannot be used (the reason is the same at any rate).
+DECODE_CHECK_RATE = 16000
 
 
-def _unusable_mask(m: pd.DataFrame, known: Mapping[str, str]) -> pd.Series:
-    keys = m["clip_key"].astype(str)
-    return keys.isin(list(known)) | keys.str.startswith(_NO_CONTENT)
+def _unreadable(m: pd.DataFrame) -> np.ndarray:
+    return np.array([not has_content(k) for k in m["clip_key"]], dtype=bool)
 
 
-def _known_reason(key: str, known: Mapping[str, str]) -> str:
-    if key in known:
-        return f"{known[key]} (found in an earlier run; the file is unchanged)"
-    return "file not found" if key.startswith("missing:") else PERMISSION_DENIED
+def _unusable_mask(m: pd.DataFrame, known: Mapping[str, str]) -> np.ndarray:
+    return m["clip_key"].isin(list(known)).to_numpy(dtype=bool) | _unreadable(m)
+
+
+def _known_unusable(m: pd.DataFrame, known: Mapping[str, str]) -> tuple[np.ndarray, list[SkippedClip]]:
+    """Which rows of ``m`` (with keys) are unusable, and why, without loading a model.
+
+    Remembered rejections are named with their reason; a file that could not be read is
+    opened by the decoder, which fails at once and says why (missing, permissions, ...).
+    """
+    remembered = m["clip_key"].isin(list(known)).to_numpy(dtype=bool)
+    unread = _unreadable(m) & ~remembered
+    skipped = [SkippedClip(c.clip_id, str(c.path), f"{known[c.clip_key]} (found in an earlier run; the file is "
+                           "unchanged)") for c in m[remembered].itertuples()]
+    readable_now, failed = _load_batch(m[unread], DECODE_CHECK_RATE, DEFAULT_MAX_SECONDS) if unread.any() else ([], [])
+    # A file that became readable since it was keyed is computed like any other.
+    still_ok = m["clip_id"].isin({clip["clip_id"] for clip, _ in readable_now}).to_numpy(dtype=bool)
+    return remembered | (unread & ~still_ok), skipped + failed
 
 
 def _preferred_batch_sizes() -> dict[str, int]:
@@ -473,12 +485,9 @@ def extract(
     todo = m[~m["clip_key"].isin(stored)].drop_duplicates("clip_key")
     report.cached = int(m["clip_key"].isin(stored).sum())
     report.entry = entry.id
-    # Clips known to be unusable are reported without decoding them or loading a model.
-    known = store.unusable_clips()
-    bad = _unusable_mask(todo, known)
-    report.skipped.extend(
-        SkippedClip(c.clip_id, str(c.path), _known_reason(c.clip_key, known)) for c in todo[bad].itertuples()
-    )
+    # Clips known to be unusable are reported without loading a model.
+    bad, known_skips = _known_unusable(todo, store.unusable_clips())
+    report.skipped.extend(known_skips)
     todo = todo[~bad]
     key_of = dict(zip(todo["clip_id"], todo["clip_key"]))
     rejected: dict[str, str] = {}  # clip key -> reason, for clips decoding rejects in this run
@@ -535,7 +544,7 @@ def extract(
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         # Decoding failures depend on the file alone; forward-pass failures (memory) may not.
-        store.remember_unusable({k: r for k, r in rejected.items() if not k.startswith(_NO_CONTENT)})
+        store.remember_unusable({k: r for k, r in rejected.items() if has_content(k)})
         try:
             if writer is not None:
                 writer.close()  # every forward pass already run is written

@@ -324,6 +324,16 @@ def missing_count(sel: ModelSelection) -> tuple[int, int]:
     return len(todo), len(m)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def unusable_count(sel: ModelSelection) -> int:
+    """Clips of the sample that Extract will not compute because they cannot be used
+    (rejected by decoding in an earlier run, or unreadable now)."""
+    from embedviz.pipeline import unusable_clips
+
+    m = sel.clips.sample()
+    return len(unusable_clips(m, get_store())) if len(m) else 0
+
+
 class _StoreReads:
     """The layers read so far for one :class:`ModelSelection` and pooling (see :func:`read_together`)."""
 

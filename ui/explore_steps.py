@@ -284,7 +284,10 @@ def extract_step(view: ViewSettings, chosen: ModelChoice) -> dict:
             continue
         status[name] = (model_sel, missing, total)
         mark = ":green[:material/check_circle:]" if missing == 0 else ":orange[:material/pending:]"
-        lines.append(f"{mark} **{cached.model_label(name)}**: {missing} clip(s) to compute, {total - missing} already stored")
+        unusable = cached.unusable_count(model_sel)
+        stored = total - missing - unusable
+        line = f"{mark} **{cached.model_label(name)}**: {missing} clip(s) to compute, {stored} already stored"
+        lines.append(line + (f", {unusable} unusable (named in the extraction report)" if unusable else ""))
         if missing and chosen.families.get(name) == "whisper":
             lines.append(_whisper_eta_line(model_sel, missing, view.whisper_mode))
     if lines:

@@ -209,3 +209,8 @@ def test_after_an_extraction_explore_names_skipped_clips_notices_and_unusable_fi
     notices = table_with(at, "model", "notice", "clip", "detail", "path")
     assert sorted(notices["clip"]) == sorted(c for c, kinds in corpus.usable.items() for _ in kinds)
     assert any(f"{len(ds.problems)} file(s) in the dataset folder are not clips" in c for c in texts(at.caption))
+    # The rejected clips are not counted as stored, nor as still to compute.
+    at.run()
+    status = f"0 clip(s) to compute, {n_usable} already stored, {n_bad} unusable"
+    assert any(status in m for m in texts(at.markdown)), texts(at.markdown)
+    assert next(b for b in at.button if b.label == "Extract").disabled
