@@ -539,6 +539,21 @@ def _model_colors(models: Iterable[str]) -> dict[str, str]:
     return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(models)))}
 
 
+def _per_model(
+    table: "pd.DataFrame", needed: Iterable[str], figure: str, default_model: str = "model"
+) -> tuple["pd.DataFrame", list[str], dict[str, str]]:
+    """A layer table checked for ``needed`` columns, with a ``model`` column (``default_model``
+    when it has none), its models in order of appearance and one colour each."""
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ConfigError(f"{figure}: table lacks column(s) {missing}")
+    data = table.copy()
+    if "model" not in data.columns:
+        data["model"] = default_model
+    models = list(dict.fromkeys(data["model"].astype(str)))
+    return data, models, _model_colors(models)
+
+
 def layer_curve_figure(
     table: "pd.DataFrame", metric: str = "knn_accuracy", *, title: str | None = None
 ) -> "go.Figure":
@@ -550,14 +565,7 @@ def layer_curve_figure(
     """
     import plotly.graph_objects as go
 
-    missing = [c for c in ("layer", "depth", metric) if c not in table.columns]
-    if missing:
-        raise ConfigError(f"layer_curve_figure: table lacks column(s) {missing}")
-    data = table.copy()
-    if "model" not in data.columns:
-        data["model"] = metric
-    models = list(dict.fromkeys(data["model"].astype(str)))
-    colors = _model_colors(models)
+    data, models, colors = _per_model(table, ("layer", "depth", metric), "layer_curve_figure", default_model=metric)
     label = METRIC_LABELS.get(metric, metric)
     fig = go.Figure()
     chance_values = data["chance"].dropna().unique() if "chance" in data.columns else np.array([])
@@ -769,14 +777,9 @@ def speaker_word_figure(
 
     if speaker_metric not in ("speaker_knn_within_word", "speaker_knn_across_words"):
         raise ConfigError(f"speaker_metric must be a speaker k-NN column, got {speaker_metric!r}")
-    missing = [c for c in ("layer", "depth", "speaker_disjoint_knn", speaker_metric) if c not in table.columns]
-    if missing:
-        raise ConfigError(f"speaker_word_figure: table lacks column(s) {missing}")
-    data = table.copy()
-    if "model" not in data.columns:
-        data["model"] = "model"
-    models = list(dict.fromkeys(data["model"].astype(str)))
-    colors = _model_colors(models)
+    data, models, colors = _per_model(
+        table, ("layer", "depth", "speaker_disjoint_knn", speaker_metric), "speaker_word_figure"
+    )
     fig = go.Figure()
     for model in models:
         part = data[data["model"].astype(str) == model].sort_values("depth", kind="stable")
@@ -830,15 +833,9 @@ def measures_figure(table: "pd.DataFrame", *, title: str | None = None) -> "go.F
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    needed = ("layer", "depth", "pwcca", "cluster_nmi", "abx_across")
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise ConfigError(f"measures_figure: table lacks column(s) {missing}")
-    data = table.copy()
-    if "model" not in data.columns:
-        data["model"] = "model"
-    models = list(dict.fromkeys(data["model"].astype(str)))
-    colors = _model_colors(models)
+    data, models, colors = _per_model(
+        table, ("layer", "depth", "pwcca", "cluster_nmi", "abx_across"), "measures_figure"
+    )
     panels = (
         ("PWCCA with one-hot words", [("pwcca", "solid")]),
         ("k-means cluster NMI", [("cluster_nmi", "solid"), ("cluster_nmi_chance", "dot")]),
