@@ -22,6 +22,7 @@ URL layout::
     &words=yes,no,up,down&n=12&seed=0
     &pool=mean&method=pca&dims=2&mode=individual&color=word&pre=none ...
     &clip=yes/ab12_nohash_0.wav&nn_model=baseline:mel&nn_layers=mfcc   (the clip and its neighbours' panel)
+    &metric=knn_accuracy&cm_model=...&cka=within&measures=on   (Layer analysis)
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ LAYER_MODES = {"individual": "one per layer", "concatenate": "concatenated"}
 COLOR_BY = {c: c for c in get_args(ColorBy)}
 ALIGN = {"on": "on", "off": "off"}
 CKA_MODES = {"within": "layers of one model", "across": "two models"}
+#: Layer analysis's "Compute the measures" toggle (PWCCA, NMI, ABX take seconds per layer,
+#: so they run only when asked; a shared link that shows them must ask again).
+MEASURES = {"off": "not computed", "on": "computed"}
 ANALYSIS_METRICS: tuple[str, ...] = SEPARABILITY_METRICS
 
 
@@ -515,7 +519,8 @@ class ViewSettings:
     ``seed`` is the sampling and t-SNE / UMAP seed, ``init_seed`` the random-init
     weights' seed; ``clip`` the clip picked in a plot and ``nn_model`` / ``nn_layers`` the
     panel whose nearest neighbours are listed for it; ``selected`` a box/lasso selection;
-    ``find`` a text highlighted everywhere; ``hide`` words hidden in every panel.
+    ``find`` a text highlighted everywhere; ``hide`` words hidden in every panel;
+    ``measures`` ``"on"``: Layer analysis computes PWCCA, cluster NMI and ABX.
     """
 
     dataset: str = setting("data", "Dataset", Dataset(), "", (EXPLORE, ANALYSIS, DATA))
@@ -548,6 +553,7 @@ class ViewSettings:
                            Token(_is_layer_token, "layer name", "{label} {value} is not a layer name; ignored."), "", (ANALYSIS,))
     cka_mode: str = setting("cka", "Compare", Choice(CKA_MODES), "within", (ANALYSIS,))
     cka_models: tuple[str, ...] = setting("cka_model", "CKA models", ChosenModels(2), (), (ANALYSIS,))
+    measures: str = setting("measures", "Measures", Choice(MEASURES), "off", (ANALYSIS,))
 
     def __post_init__(self) -> None:
         from embedviz.errors import ConfigError

@@ -124,7 +124,7 @@ with st.container(border=True):
         st.info("No metrics: too few stored clips.")
 
 measures_panel.render_speaker_word(full)
-measures_panel.render_measures(ready, labels)
+view = measures_panel.render_measures(view, ready, labels)
 
 left, right = st.columns(2, gap="medium")
 

@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from embedviz.errors import EmbedvizError
-from ui import cached
+from embedviz.viewstate import ViewSettings
+from ui import cached, state
 
 SPEAKER_WORD_HELP = (
     "**Word k-NN across speakers** (solid): the 5 nearest clips *by other speakers* vote on a clip's word, "
@@ -103,26 +104,34 @@ def _compute(ready: Mapping[str, cached.LayerSelection], labels: Mapping[str, st
             for name, parts in rows.items() if parts and name not in failed]
 
 
-def render_measures(ready: Mapping[str, cached.LayerSelection], labels: Mapping[str, str]) -> None:
+def render_measures(view: ViewSettings, ready: Mapping[str, cached.LayerSelection],
+                    labels: Mapping[str, str]) -> ViewSettings:
     """The Measures section: what each measure is and its reference, a toggle that computes
-    them (cached per model, clips and store state), then a chart and a table per layer."""
+    them (cached per model, clips and store state), then a chart and a table per layer.
+
+    The toggle is the view's ``measures`` setting (in the URL: a shared link shows the
+    measures computed); returns the view with the toggle's value."""
     from embedviz.figures import measures_figure
     from embedviz.measures import MEASURES_MAX_N
 
     with st.container(border=True):
         st.subheader("Measures")
         st.markdown(MEASURES_HELP)
-        if not st.toggle(
+        state.seed("la_measures", view.measures == "on")
+        on = st.toggle(
             "Compute the measures",
             key="la_measures",
             help=f"PWCCA runs a nested cross-validation per layer: seconds per layer. At most {MEASURES_MAX_N:,} "
-            "clips are used (a seeded sample, the same for every layer). Results are cached.",
-        ):
-            return
+            "clips are used (a seeded sample, the same for every layer). Results are cached. "
+            "Kept in the page's URL (measures=on), so a shared link shows them.",
+        )
+        view = view.replace(measures="on" if on else "off")
+        if not on:
+            return view
         tables = _compute(ready, labels)
         if not tables:
             st.info("No measures: too few stored clips.")
-            return
+            return view
         full = pd.concat(tables, ignore_index=True)
         used, total = int(full["measures_n"].max()), int(full["n_clips"].max())
         size = f"{used:,} clips" if used == total else f"a seeded sample of {used:,} of {total:,} clips"
@@ -137,3 +146,4 @@ def render_measures(ready: Mapping[str, cached.LayerSelection], labels: Mapping[
             c: st.column_config.NumberColumn(format="%.3f")
             for c in ("PWCCA", "PWCCA ridge", "cluster NMI", "NMI chance", "ABX score", "ABX score (B by X's speaker)")
         })
+    return view

@@ -129,6 +129,16 @@ def test_speaker_word_chart_and_measures_section(env, local_model: Path) -> None
     no_exception(at)
     assert at.toggle(key="la_measures").value is True
     assert at.dataframe[2].value.equals(table)
+    assert at.query_params["measures"] == "on"  # the toggle is in the URL
+
+    # The same URL opened in a new session shows the measures computed, without a click.
+    shared = page(new_app(dict(at.query_params)), ANALYSIS)
+    no_exception(shared)
+    assert shared.toggle(key="la_measures").value is True
+    assert len(shared.get("plotly_chart")) == 5
+    assert shared.dataframe[2].value.equals(table)
+    shared.toggle(key="la_measures").set_value(False).run()
+    assert "measures" not in shared.query_params and len(shared.get("plotly_chart")) == 4
 
 
 def test_speaker_identity_within_words_when_speakers_repeat_a_word(env) -> None:

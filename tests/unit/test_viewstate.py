@@ -71,6 +71,7 @@ def test_defaults_parse_from_an_empty_url_without_warnings() -> None:
             cm_layer="mfcc",
             cka_mode="across",
             cka_models=("baseline:mel", "openai/whisper-tiny"),
+            measures="on",
         ),
     ],
 )
@@ -139,6 +140,7 @@ def test_defaults_for_layers_and_words() -> None:
         ({"whisper": "long"}, "long", "whisper_mode", "padded"),
         ({"metric": "auc"}, "auc", "metric", "knn_accuracy"),
         ({"cka": "both"}, "both", "cka_mode", "within"),
+        ({"measures": "yes"}, "yes", "measures", "off"),
         ({"words": "nope"}, "nope", "words", ("yes", "no", "up", "down")),
         ({"model": "evil/model"}, "evil/model", "models", DEFAULT_MODELS),
         ({"model": "random-init:evil/model"}, "random-init", "models", DEFAULT_MODELS),
@@ -299,7 +301,17 @@ def test_align_round_trips_and_is_omitted_when_default() -> None:
     assert parsed.align == "off" and warnings == []  # a key the URL writes is never "unknown"
 
 
-@pytest.mark.parametrize("field,value", [("align", "sideways"), ("method", "lda"), ("dims", 4), ("samples", 0),
+def test_measures_toggle_round_trips_and_changes_the_key() -> None:
+    """Layer analysis's "Compute the measures" is in the URL: a shared link shows them computed."""
+    on = ViewSettings(words=("yes", "no"), measures="on")
+    assert on.to_query_params()["measures"] == "on"
+    assert "measures" not in ViewSettings().to_query_params()  # off: the default, left out
+    parsed, warnings = parse(on.to_query_params())
+    assert parsed == on and parsed.measures == "on" and warnings == []
+    assert on.key() != on.replace(measures="off").key()
+
+
+@pytest.mark.parametrize("field,value", [("measures", True), ("align", "sideways"), ("method", "lda"), ("dims", 4), ("samples", 0),
                                          ("color_by", "gender")])
 def test_invalid_settings_are_rejected_on_construction(field, value) -> None:
     from embedviz.errors import ConfigError
