@@ -4,12 +4,17 @@ Everything here returns bytes (or writes a folder), so the app offers it as down
 scripts can write it to disk; the files need nothing from embedviz to be read again:
 
 * :func:`embeddings_frame` / :func:`read_embeddings`: one row per clip, the metadata
-  columns ``clip_id, path, word, speaker, model, layers, pooling`` then one float column
-  per embedding dimension (``e0``, ``e1``, ...). The same frame goes to Parquet (float32,
-  exact) and CSV (shortest round-trip text of each float32, so reading it back gives the
-  same numbers); a box/lasso selection is exported as its rows (:func:`select_clips`).
+  columns ``clip_id, path, word, speaker, source, predicted_word, model, layers, pooling``
+  then one float column per embedding dimension (``e0``, ``e1``, ...). The same frame
+  goes to Parquet (float32, exact) and CSV (shortest round-trip text of each float32, so
+  reading it back gives the same numbers); a box/lasso selection is exported as its rows
+  (:func:`select_clips`).
 * :func:`coordinates_frame`: every panel's projected points as drawn (aligned panels
   with their alignment), long format.
+* A user's own clip (:class:`OwnClipPoint`), when one is placed, is one more row of the
+  embeddings and of each panel's coordinates, marked ``source = "own clip"`` (stored
+  clips: ``"dataset"``), with an empty ``word`` and ``speaker`` (nobody said which word it
+  is) and the panel's k-NN vote in ``predicted_word``; the figures draw it as a star.
 * :func:`metrics_frame`: one row per panel with the numbers under its plot.
 * :func:`figures_zip` / :func:`write_figures`: each figure as a standalone HTML file with
   ``plotly.min.js`` written **once** beside them (Plotly's ``include_plotlyjs="directory"``),
@@ -45,7 +50,13 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 #: Metadata columns of an embeddings export, in file order (then ``e0``, ``e1``, ...).
-META_COLUMNS: tuple[str, ...] = ("clip_id", "path", "word", "speaker", "model", "layers", "pooling")
+META_COLUMNS: tuple[str, ...] = (
+    "clip_id", "path", "word", "speaker", "source", "predicted_word", "model", "layers", "pooling",
+)
+#: ``source`` of a stored clip and of the user's own clip.
+SOURCE_DATASET, SOURCE_OWN = "dataset", "own clip"
+#: ``clip_id`` prefix of the user's own clip (a stored clip's id is ``word/file``, never this).
+OWN_CLIP_PREFIX = "own clip: "
 #: Prefix of the embedding columns.
 DIM_PREFIX = "e"
 #: The one copy of plotly.js in a figure file set (what ``include_plotlyjs="directory"`` links to).
@@ -61,17 +72,44 @@ def _dim_columns(d: int) -> list[str]:
     return [f"{DIM_PREFIX}{i}" for i in range(d)]
 
 
-def embeddings_frame(
-    X: np.ndarray, clips: pd.DataFrame, *, model: str = "", layers: Sequence[str] = (), pooling: str = ""
-) -> pd.DataFrame:
-    """The vectors ``X`` (row ``i`` = ``clips.iloc[i]``) with their clips' metadata, one column per dim.
+@dataclass(frozen=True)
+class OwnClipPoint:
+    """The user's own clip as placed on one panel (:mod:`embedviz.placement`), for the exports.
 
-    Raises:
-        ConfigError: ``X`` is not 2-D or its rows do not match ``clips``.
+    ``name``: the uploaded file's name (or ``recording.wav``); ``predicted_word``: the
+    panel's k-NN vote; ``vector``: the clip in the panel's space (one layer's pooled
+    vector, or the layers joined as the panel joins the stored ones:
+    :func:`embedviz.placement.panel_vector`); ``coords``: its point in the panel's
+    picture (2 or 3 numbers, aligned as drawn). Either may be None (not exported then).
     """
-    arr = np.asarray(X)
-    if arr.ndim != 2 or arr.shape[0] != len(clips):
-        raise ConfigError(f"{len(clips)} clips but embeddings of shape {arr.shape}")
+
+    name: str
+    predicted_word: str = ""
+    vector: np.ndarray | None = None
+    coords: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("an own clip needs a name (the uploaded file's name)")
+        for what, value in (("vector", self.vector), ("coords", self.coords)):
+            if value is not None and (np.ndim(value) != 1 or not np.isfinite(np.asarray(value, np.float64)).all()):
+                raise ConfigError(f"an own clip's {what} must be one row of finite numbers, got shape {np.shape(value)}")
+        if self.coords is not None and len(self.coords) not in (2, 3):
+            raise ConfigError(f"an own clip's coords need 2 or 3 numbers, got {len(self.coords)}")
+
+    @property
+    def clip_id(self) -> str:
+        """Its ``clip_id`` in the exports (never a stored clip's ``word/file`` id)."""
+        return OWN_CLIP_PREFIX + self.name
+
+    def meta(self) -> dict[str, str]:
+        """Its metadata columns: no word or speaker (unknown), the vote in ``predicted_word``."""
+        return {"clip_id": self.clip_id, "path": self.name, "word": "", "speaker": "", "source": SOURCE_OWN,
+                "predicted_word": self.predicted_word}
+
+
+def _clip_meta(clips: pd.DataFrame, own: OwnClipPoint | None) -> pd.DataFrame:
+    """clip_id, path, word, speaker, source, predicted_word of the stored clips (then the own clip)."""
     missing = [c for c in ("clip_id", "path", "word", "speaker") if c not in clips]
     if missing:
         raise ConfigError(f"the clip table has no column(s) {', '.join(missing)}")
@@ -81,11 +119,44 @@ def embeddings_frame(
             "path": clips["path"].astype(str).to_numpy(),
             "word": clips["word"].astype(str).to_numpy(),
             "speaker": clips["speaker"].astype(str).to_numpy(),
-            "model": model,
-            "layers": "+".join(layers),
-            "pooling": pooling,
+            "source": SOURCE_DATASET,
+            "predicted_word": "",
         }
     )
+    if own is None:
+        return meta
+    return pd.concat([meta, pd.DataFrame([own.meta()])], ignore_index=True)
+
+
+def embeddings_frame(
+    X: np.ndarray,
+    clips: pd.DataFrame,
+    *,
+    model: str = "",
+    layers: Sequence[str] = (),
+    pooling: str = "",
+    own: OwnClipPoint | None = None,
+) -> pd.DataFrame:
+    """The vectors ``X`` (row ``i`` = ``clips.iloc[i]``) with their clips' metadata, one column per dim.
+
+    ``own``: the user's own clip placed on this panel, appended as the last row
+    (``source = "own clip"``); without a ``vector`` it is left out.
+
+    Raises:
+        ConfigError: ``X`` is not 2-D, its rows do not match ``clips``, or the own clip's
+            vector has another width.
+    """
+    arr = np.asarray(X)
+    if arr.ndim != 2 or arr.shape[0] != len(clips):
+        raise ConfigError(f"{len(clips)} clips but embeddings of shape {arr.shape}")
+    if own is not None and own.vector is None:
+        own = None
+    if own is not None:
+        vector = np.asarray(own.vector)
+        if vector.shape != (arr.shape[1],):
+            raise ConfigError(f"the own clip's vector has {vector.size} dims, the panel's embeddings {arr.shape[1]}")
+        arr = np.vstack([arr.astype(np.float32, copy=False), vector.astype(np.float32)[None, :]])
+    meta = _clip_meta(clips, own).assign(model=model, layers="+".join(layers), pooling=pooling)
     dims = pd.DataFrame(arr.astype(np.float32, copy=False), columns=_dim_columns(arr.shape[1]))
     return pd.concat([meta, dims], axis=1)
 
@@ -137,6 +208,8 @@ class ExportPanel:
     pooling: str
     data: "PanelData"
     coords: np.ndarray | None = None
+    #: The user's own clip on this panel (its ``coords`` as drawn), or None.
+    own: OwnClipPoint | None = None
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -144,6 +217,8 @@ class ExportPanel:
         shown = self.shown_coords
         if shown.ndim != 2 or shown.shape[0] != len(self.data.clips):
             raise ConfigError(f"{len(self.data.clips)} clips but coordinates of shape {shown.shape}")
+        if self.own is not None and self.own.coords is not None and len(self.own.coords) != shown.shape[1]:
+            raise ConfigError(f"the own clip has {len(self.own.coords)} coordinates, the panel {shown.shape[1]}")
 
     @property
     def shown_coords(self) -> np.ndarray:
@@ -168,21 +243,21 @@ class ExportPanel:
 
 def coordinates_frame(panels: Sequence[ExportPanel]) -> pd.DataFrame:
     """Every panel's points as drawn: model, layers, pooling, projection, clip_id, path, word,
-    speaker, x, y (and z in 3D); one row per clip per panel."""
+    speaker, source, predicted_word, x, y (and z in 3D); one row per clip per panel, and
+    the user's own clip as the last row of each panel it is placed on."""
     frames = []
     for p in panels:
         coords = p.shown_coords
+        own = p.own if p.own is not None and p.own.coords is not None else None
+        if own is not None:
+            coords = np.vstack([coords, np.asarray(own.coords, dtype=np.float64)[None, :]])
         axes = {name: coords[:, i].astype(np.float64) for i, name in enumerate("xyz"[: coords.shape[1]])}
-        clips = p.data.clips
+        meta = _clip_meta(p.data.clips, own)
         frames.append(
-            pd.DataFrame(
-                {
-                    "model": p.model, "layers": "+".join(p.layers), "pooling": p.pooling,
-                    "projection": p.data.projection,
-                    "clip_id": clips["clip_id"].astype(str).to_numpy(), "path": clips["path"].astype(str).to_numpy(),
-                    "word": clips["word"].astype(str).to_numpy(), "speaker": clips["speaker"].astype(str).to_numpy(),
-                    **axes,
-                }
+            pd.concat(
+                [pd.DataFrame({"model": p.model, "layers": "+".join(p.layers), "pooling": p.pooling,
+                               "projection": p.data.projection}, index=meta.index), meta, pd.DataFrame(axes)],
+                axis=1,
             )
         )
     if not frames:
@@ -216,9 +291,9 @@ def panel_figures(
     *,
     color_by: str = "word",
     colors: Mapping[str, str] | None = None,
-    own_points: Mapping[tuple[str, tuple[str, ...]], Sequence[float]] | None = None,
 ) -> dict[str, "go.Figure"]:
-    """Title -> scatter figure of each panel as drawn (with a user's own clip where placed).
+    """Title -> scatter figure of each panel as drawn (with the user's own clip as a star
+    where :attr:`ExportPanel.own` has its coordinates).
 
     ``model_labels`` maps a panel's :attr:`ExportPanel.key` to the model's display name.
     """
@@ -231,9 +306,9 @@ def panel_figures(
         clips = p.data.clips
         fig = scatter_figure(p.shown_coords, clips["clip_id"], clips["word"], clips["speaker"],
                              color_by=color_by, title=title, colors=colors)  # type: ignore[arg-type]
-        point = (own_points or {}).get(p.key)
-        if point is not None:
-            add_own_clip(fig, point)
+        if p.own is not None and p.own.coords is not None:
+            hover = f"your clip ({p.own.name})" + (f": k-NN vote {p.own.predicted_word}" if p.own.predicted_word else "")
+            add_own_clip(fig, p.own.coords, hover=hover)
         out[title] = fig
     return out
 
@@ -310,7 +385,11 @@ __all__ = [
     "ExportPanel",
     "FIGURE_CONFIG",
     "META_COLUMNS",
+    "OWN_CLIP_PREFIX",
+    "OwnClipPoint",
     "PLOTLY_JS",
+    "SOURCE_DATASET",
+    "SOURCE_OWN",
     "coordinates_frame",
     "embeddings_frame",
     "figure_files",

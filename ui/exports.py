@@ -81,8 +81,10 @@ def shown_coords(view: ViewSettings, shown: Shown):
         return shown.data.coords
 
 
-def _export_panel(view: ViewSettings, shown: Shown) -> export.ExportPanel:
-    panel = export.ExportPanel(shown.model, shown.layers, view.pooling, shown.data, shown_coords(view, shown))
+def _export_panel(view: ViewSettings, shown: Shown, own: Any = None) -> export.ExportPanel:
+    """The panel as drawn, with the user's own clip (``ui.own_clip.OwnClip``) where it is placed."""
+    point = own.export_point(shown.key) if own is not None else None
+    panel = export.ExportPanel(shown.model, shown.layers, view.pooling, shown.data, shown_coords(view, shown), point)
     return panel.without_words(view.hide)
 
 
@@ -101,9 +103,15 @@ def render_exports(view: ViewSettings, status: dict, panels: list[tuple[str, lis
         st.caption("Extract and draw at least one panel to export it.")
         return
     hidden = f" Hidden words ({', '.join(view.hide)}) are left out." if view.hide else ""
+    own = own_clip.placed(view, status, panels)
+    if own is not None and not own.placed:
+        own = None
+    mine = (f" Your clip ({own.name}) is in the embeddings and coordinates as one more row, source "
+            f"“{export.SOURCE_OWN}”, word empty and the panel's k-NN vote in predicted_word; the figures star it."
+            if own is not None else "")
     st.caption("Files are made when you press a button. Figures open offline: unzip and open index.html "
-               "(plotly.js is in the zip once); the camera icon of a figure's toolbar saves a PNG." + hidden)
-    exported = [_export_panel(view, s) for s in shown]
+               "(plotly.js is in the zip once); the camera icon of a figure's toolbar saves a PNG." + hidden + mine)
+    exported = [_export_panel(view, s, own) for s in shown]
     by_key = {s.key: s for s in shown}
     labels = {s.key: s.label() for s in shown}
     stem = f"embedviz_{view.pooling.replace(':', '-')}_{view.method}{view.dims}d"
@@ -111,20 +119,20 @@ def render_exports(view: ViewSettings, status: dict, panels: list[tuple[str, lis
     c1, c2, c3 = st.columns(3)
     _button(c1, "Coordinates (CSV)", lambda: export.to_csv_bytes(export.coordinates_frame(exported)),
             f"{stem}_coordinates.csv", CSV, "ex_dl_coords",
-            "Every panel's points as drawn: model, layers, clip, word, speaker, x, y.")
+            "Every panel's points as drawn: model, layers, clip, word, speaker, source, x, y "
+            "(your own clip too, where it is placed).")
     _button(c2, "Metrics (CSV)", lambda: export.to_csv_bytes(export.metrics_frame(exported)),
             f"{stem}_metrics.csv", CSV, "ex_dl_metrics",
             "One row per panel: k-NN accuracy, silhouette, chance, trust, clip counts.")
-    own = own_clip.placed(view, status, panels)
-    own_points = {k: v.coords for k, v in own.placed.items()} if own is not None else {}
     colors = _word_colors(view)
     figure_labels = {s.key: cached.model_label(s.model) for s in shown}
     _button(c3, "Figures (HTML, zip)", lambda: export.figures_zip(export.panel_figures(
-        exported, figure_labels, color_by=view.color_by, colors=colors, own_points=own_points)),
+        exported, figure_labels, color_by=view.color_by, colors=colors)),
         f"{stem}_figures.zip", ZIP, "ex_dl_figures",
         "One standalone HTML file per panel, with plotly.min.js once beside them.")
 
-    st.markdown("**Embeddings** of one panel (one row per clip: clip_id, path, word, speaker, then e0, e1, …)")
+    st.markdown("**Embeddings** of one panel (one row per clip: clip_id, path, word, speaker, source, "
+                "predicted_word, …, then e0, e1, …)")
     keys = list(by_key)
     d1, d2, d3 = st.columns([2, 1, 1])
     key = d1.selectbox("Panel", keys, format_func=labels.get, key="ex_dl_panel", label_visibility="collapsed")
@@ -135,8 +143,10 @@ def render_exports(view: ViewSettings, status: dict, panels: list[tuple[str, lis
         st.error(str(error))
         return
 
+    point = own.export_point(s.key) if own is not None else None
+
     def frame():
-        return export.embeddings_frame(X, clips, model=s.model, layers=s.layers, pooling=view.pooling)
+        return export.embeddings_frame(X, clips, model=s.model, layers=s.layers, pooling=view.pooling, own=point)
 
     name = export.safe_name(f"{s.model}_{'+'.join(s.layers)}_{view.pooling}")
     what = ("the layers joined as the panel uses them (each z-scored and scaled by 1/sqrt(width))"

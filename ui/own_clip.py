@@ -45,10 +45,21 @@ class OwnClip:
     placed: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
     labels: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    #: Panel -> the clip's vector in the panel's space (what the embeddings export writes).
+    vectors: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
 
     def points(self) -> dict[tuple[str, tuple[str, ...]], list[float]]:
         """Panel -> the clip's coordinates there (what the plots draw as a star)."""
         return {key: [float(v) for v in p.coords] for key, p in self.placed.items()}
+
+    def export_point(self, key: tuple[str, tuple[str, ...]]) -> Any:
+        """The clip on panel ``key`` for :mod:`embedviz.export` (None: not placed there)."""
+        from embedviz.export import OwnClipPoint
+
+        p = self.placed.get(key)
+        if p is None:
+            return None
+        return OwnClipPoint(self.name or "own clip", p.placement.vote.predicted, self.vectors.get(key), p.coords)
 
 
 def _chosen_file() -> tuple[str, bytes, str] | None:
@@ -91,6 +102,16 @@ def _placement(sel: cached.LayerSelection, reduction: Any, clip_digest: str, ali
                           k=K, layer="+".join(sel.layers), aligned=aligned)
 
 
+@st.cache_data(show_spinner=False, max_entries=128)
+def _panel_vector(sel: cached.LayerSelection, clip_digest: str, _rows: list[dict]) -> Any:
+    """The clip in one panel's space (:func:`embedviz.placement.panel_vector`), for the exports."""
+    from embedviz.placement import panel_vector, pool_rows
+
+    vectors = pool_rows(_rows, sel.pooling, sel.layers)
+    blocks, _ = cached.layer_blocks(sel)
+    return panel_vector(blocks, [vectors[layer] for layer in sel.layers])
+
+
 def placed(view: ViewSettings, status: dict, panels: list[tuple[str, list]]) -> OwnClip | None:
     """The user's clip placed on every drawn panel (None when no clip was given).
 
@@ -107,6 +128,7 @@ def placed(view: ViewSettings, status: dict, panels: list[tuple[str, list]]) -> 
     clip_digest = digest(data)
     found: dict[tuple[str, tuple[str, ...]], Any] = {}
     labels: dict[tuple[str, tuple[str, ...]], str] = {}
+    vectors: dict[tuple[str, tuple[str, ...]], Any] = {}
     errors: list[str] = []
     rows: dict[str, list[dict] | None] = {}
     shown: list[Shown] = shown_panels(view, status, panels)
@@ -123,10 +145,11 @@ def placed(view: ViewSettings, status: dict, panels: list[tuple[str, list]]) -> 
             continue
         try:
             found[s.key] = _placement(s.sel, reduction, clip_digest, s.aligned_with, s.index, rows[s.model])
+            vectors[s.key] = _panel_vector(s.sel, clip_digest, rows[s.model])
             labels[s.key] = s.label()
         except EmbedvizError as error:
             errors.append(f"{s.label()}: {error}")
-    return OwnClip(name, data, clip_digest, mime, found, labels, tuple(dict.fromkeys(errors)))
+    return OwnClip(name, data, clip_digest, mime, found, labels, tuple(dict.fromkeys(errors)), vectors)
 
 
 def _votes_table(own: OwnClip) -> pd.DataFrame:

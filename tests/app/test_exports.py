@@ -126,3 +126,44 @@ def test_a_large_selection_stays_out_of_the_url_and_says_why(env, downloads) -> 
     assert any(f"more than {MAX_URL_SELECTION}, so not in the URL" in m for m in texts(at.markdown))
     frame = pd.read_csv(io.BytesIO(_file(downloads, "Selection (CSV)")[1]))
     assert len(frame) == len(ids)
+
+
+def test_an_own_clip_is_a_marked_row_of_the_embeddings_and_coordinates_and_a_star_in_the_figures(
+    env, downloads
+) -> None:
+    """Upload a stored demo clip as "your clip": PCA places it exactly, so its exported row must
+    equal the stored clip's vector and (aligned) point, marked as the user's own."""
+    from pathlib import Path
+
+    at = _explore(PARAMS)
+    clip = open_dataset(None).sample(["yes", "no", "up"], 20, seed=0).iloc[7]
+    upload = Path(clip["path"])
+    at.get("file_uploader")[0].set_value((upload.name, upload.read_bytes(), "audio/wav")).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any(f"Your clip ({upload.name}) is in the embeddings" in c for c in texts(at.caption))
+
+    stored = _stored(env, "logmel")
+    for label, read in (("Parquet", pd.read_parquet), ("CSV", pd.read_csv)):
+        X, meta = export.read_embeddings(read(io.BytesIO(_file(downloads, label)[1])))
+        mine = (meta["source"] == export.SOURCE_OWN).to_numpy()
+        assert mine.sum() == 1 and len(meta) == len(stored.clips) + 1
+        row = meta[mine].iloc[0]
+        assert row["clip_id"] == export.OWN_CLIP_PREFIX + upload.name
+        assert row["predicted_word"] == clip["word"]  # its nearest stored clip is itself
+        assert pd.isna(row["word"]) or row["word"] == ""
+        same = stored.clips["clip_id"].tolist().index(clip["clip_id"])
+        np.testing.assert_allclose(X[mine][0], np.asarray(stored.X[same], np.float32), rtol=1e-5, atol=1e-5)
+
+    coords = pd.read_csv(io.BytesIO(_file(downloads, "Coordinates (CSV)")[1]))
+    assert len(coords) == 2 * 60 + 2  # one own row per panel
+    for layers, part in coords.groupby("layers"):
+        own = part[part["source"] == export.SOURCE_OWN]
+        twin = part[part["clip_id"] == clip["clip_id"]]
+        assert len(own) == 1 and len(twin) == 1, layers
+        np.testing.assert_allclose(own[["x", "y"]].to_numpy(), twin[["x", "y"]].to_numpy(), atol=1e-3)
+    assert set(coords.loc[coords["source"] == export.SOURCE_DATASET, "predicted_word"].fillna("")) == {""}
+
+    with zipfile.ZipFile(io.BytesIO(_file(downloads, "Figures (HTML, zip)")[1])) as zf:
+        pages = [n for n in zf.namelist() if n.endswith(".html") and n != "index.html"]
+        assert len(pages) == 2 and all("your clip" in zf.read(n).decode() for n in pages)

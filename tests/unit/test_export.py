@@ -32,8 +32,10 @@ def stored(tmp_path_factory: pytest.TempPathFactory):
 def test_embeddings_round_trip_through_parquet_and_csv_exactly(stored, tmp_path: Path) -> None:
     layer = stored["mfcc"]
     frame = export.embeddings_frame(layer.X, layer.clips, model="baseline:mel", layers=("mfcc",), pooling="mean")
-    assert list(frame.columns[:7]) == list(export.META_COLUMNS)
-    assert frame.shape == (len(layer.clips), 7 + layer.X.shape[1])
+    n_meta = len(export.META_COLUMNS)
+    assert list(frame.columns[:n_meta]) == list(export.META_COLUMNS)
+    assert frame.shape == (len(layer.clips), n_meta + layer.X.shape[1])
+    assert set(frame["source"]) == {export.SOURCE_DATASET} and set(frame["predicted_word"]) == {""}
     for data, read in ((export.to_parquet_bytes(frame), pd.read_parquet), (export.to_csv_bytes(frame), pd.read_csv)):
         back = read(io.BytesIO(data))
         X, meta = export.read_embeddings(back)
@@ -93,10 +95,48 @@ def test_coordinates_and_metrics_frames_follow_the_panels(stored) -> None:
     assert hidden.data.knn == panels[0].data.knn
 
 
-def test_figure_file_set_holds_plotly_js_once_and_opens_offline(stored, tmp_path: Path) -> None:
+def test_an_own_clip_is_one_marked_row_of_the_embeddings_and_of_each_panels_coordinates(stored) -> None:
+    from dataclasses import replace
+
+    layer = stored["mfcc"]
+    vector = np.arange(layer.X.shape[1], dtype=np.float32) / 7
+    own = export.OwnClipPoint("my yes.wav", "yes", vector, np.array([0.5, -2.0]))
+    frame = export.embeddings_frame(layer.X, layer.clips, model="baseline:mel", layers=("mfcc",), own=own)
+    for data, read in ((export.to_parquet_bytes(frame), pd.read_parquet), (export.to_csv_bytes(frame), pd.read_csv)):
+        X, meta = export.read_embeddings(read(io.BytesIO(data)))
+        assert len(meta) == len(layer.clips) + 1
+        mine = meta["source"] == export.SOURCE_OWN
+        assert mine.tolist() == [False] * len(layer.clips) + [True]  # last row, and only that one
+        row = meta[mine].iloc[0]
+        assert row["clip_id"] == "own clip: my yes.wav" and row["predicted_word"] == "yes"
+        assert pd.isna(row["word"]) or row["word"] == ""  # nobody said which word it is (CSV reads "" as NaN)
+        np.testing.assert_array_equal(X[-1], vector)
+        np.testing.assert_array_equal(X[:-1], np.asarray(layer.X, np.float32))
+        assert set(meta.loc[~mine, "source"]) == {export.SOURCE_DATASET}
+    with pytest.raises(ConfigError, match="dims"):
+        export.embeddings_frame(layer.X, layer.clips, own=replace(own, vector=vector[:3]))
+    # Without a vector (not placed in this space) the own clip is left out of the embeddings.
+    assert len(export.embeddings_frame(layer.X, layer.clips, own=replace(own, vector=None))) == len(layer.clips)
+
     panels = _panels(stored)
-    own = {panels[0].key: [0.0, 0.0]}
-    figures = export.panel_figures(panels, {p.key: "Log-mel / MFCC baseline" for p in panels}, own_points=own)
+    panels = [replace(panels[0], own=own), panels[1]]  # placed on the first panel only
+    coords = export.coordinates_frame([p.without_words(["no"]) for p in panels])
+    mine = coords[coords["source"] == export.SOURCE_OWN]
+    assert len(mine) == 1 and mine.iloc[0]["layers"] == "logmel" and mine.iloc[0]["predicted_word"] == "yes"
+    assert (mine.iloc[0]["x"], mine.iloc[0]["y"]) == (0.5, -2.0)
+    assert (coords["source"] == export.SOURCE_DATASET).sum() == 2 * (len(layer.clips) - 4)  # "no" hidden
+    with pytest.raises(ConfigError, match="coordinates"):
+        replace(panels[0], own=replace(own, coords=np.zeros(3)))
+    with pytest.raises(ConfigError, match="finite"):
+        export.OwnClipPoint("x.wav", "yes", np.array([np.nan]))
+
+
+def test_figure_file_set_holds_plotly_js_once_and_opens_offline(stored, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    panels = _panels(stored)
+    panels[0] = replace(panels[0], own=export.OwnClipPoint("mine.wav", "up", coords=np.zeros(2)))
+    figures = export.panel_figures(panels, {p.key: "Log-mel / MFCC baseline" for p in panels})
     assert len(figures) == 2
     data = export.figures_zip(figures)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
