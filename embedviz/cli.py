@@ -199,6 +199,10 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     table.to_csv(out, index=False)
     with_pd_options = table.round(3).to_string(index=False)
     print(with_pd_options)
+    if "abx_across" in table.columns:  # name each ABX column's condition
+        from embedviz.measures import abx_legend
+
+        print("\n".join(abx_legend()))
     print(f"wrote {out}" + (f" and figures in {args.figures}" if args.figures else ""))
     return 0
 

@@ -10,9 +10,14 @@ Three numbers per layer, each computed in the original (pooled) embedding space:
 * :func:`cluster_word_nmi`: mutual information between k-means clusters of the layer
   (k = number of words) and the words, divided by the words' entropy (the word analogue
   of HuBERT's phone-normalised mutual information, Hsu et al. 2021).
-* :func:`abx_across_speakers`: word ABX discrimination across speakers (Schatz et al.
-  2013; the ZeroSpeech "across-speaker" condition), and a harder variant in which the
-  wrong-word token B is spoken by X's own speaker.
+* :func:`abx_across_speakers`: word ABX discrimination. The headline condition
+  (``abx_across``) asks the question of the issue: is a clip X closer to another token A
+  of its word **by a different speaker** than to a token B of another word? B is by A's
+  speaker, so the voice favours neither (Schatz et al. 2013; the ZeroSpeech
+  "across-speaker" condition). Two secondary conditions: ``abx_within`` (ZeroSpeech's
+  "within-speaker": A, B and X all by X's speaker; needs speakers who said a word twice)
+  and ``abx_distractor`` (B by X's own speaker: a layer organised by voice pulls X to B).
+  :data:`ABX_CONDITION_LABELS` names each one for the app and the CLI.
 
 All of them cost more than k-NN (PWCCA runs ``2 x folds`` eigen-decompositions, k-means several fits), so
 :func:`layer_measures` and :func:`measures_table` work on at most :data:`MEASURES_MAX_N`
@@ -50,10 +55,18 @@ PWCCA_REGULARISATION: tuple[float, ...] = (1e-3, 1e-2, 0.1, 0.3, 0.6, 0.9)
 #: Outer cross-validation folds of :func:`pwcca_words` (fewer when a word has fewer clips).
 PWCCA_FOLDS = 3
 
-AbxCondition = Literal["across", "distractor"]
-#: ``across``: A and B by one speaker, X by another (Schatz et al. 2013; ZeroSpeech).
+AbxCondition = Literal["across", "within", "distractor"]
+#: ``across`` (the headline): A and B by one speaker, X by another (Schatz et al. 2013; ZeroSpeech).
+#: ``within``: A, B and X by one speaker (ZeroSpeech's within-speaker condition).
 #: ``distractor``: A by one speaker, X and B by another (speaker similarity pulls X to B).
-ABX_CONDITIONS: tuple[str, ...] = ("across", "distractor")
+ABX_CONDITIONS: tuple[str, ...] = ("across", "within", "distractor")
+#: What each ABX condition is, in words (the app's and the CLI's legend). In every one,
+#: A and X are two tokens of one word and B a token of another word.
+ABX_CONDITION_LABELS: dict[str, str] = {
+    "across": "across speakers: A and X by different speakers, B by A's speaker",
+    "within": "within speaker: A, B and X all by X's speaker",
+    "distractor": "across speakers, B by X's speaker (voice favours the wrong word)",
+}
 
 #: Columns of :func:`measures_table` after ``layer``, ``model`` and ``depth``.
 MEASURE_COLUMNS: tuple[str, ...] = (
@@ -64,6 +77,8 @@ MEASURE_COLUMNS: tuple[str, ...] = (
     "cluster_nmi_chance",
     "abx_across",
     "abx_across_triplets",
+    "abx_within",
+    "abx_within_triplets",
     "abx_distractor",
     "abx_distractor_triplets",
     "measures_n",
@@ -349,6 +364,9 @@ def _abx_counts(wc: np.ndarray, sc: np.ndarray, condition: str) -> tuple[np.ndar
         pairs_by_word = (table * (per_speaker[:, None] - table)).sum(axis=0)  # over all s
         own = table[sc, wc] * (per_speaker[sc] - table[sc, wc])
         return pairs_by_word[wc] - own, table
+    if condition == "within":
+        # A: another clip of w_x by s_x; B: s_x, another word.
+        return (table[sc, wc] - 1) * (per_speaker[sc] - table[sc, wc]), table
     n_a = per_word[wc] - table[sc, wc]
     n_b = per_speaker[sc] - table[sc, wc]
     return n_a * n_b, table
@@ -357,8 +375,10 @@ def _abx_counts(wc: np.ndarray, sc: np.ndarray, condition: str) -> tuple[np.ndar
 def _abx_triplets_all(wc: np.ndarray, sc: np.ndarray, condition: str) -> np.ndarray:
     """Every valid ``(A, B, X)`` row-index triplet (only called when there are few)."""
     out: list[tuple[int, int, int]] = []
+    rows = np.arange(len(wc))
     for x in range(len(wc)):
-        a_rows = np.flatnonzero((wc == wc[x]) & (sc != sc[x]))
+        other_speaker = sc != sc[x] if condition != "within" else (sc == sc[x]) & (rows != x)
+        a_rows = np.flatnonzero((wc == wc[x]) & other_speaker)
         for a in a_rows:
             b_speaker = sc[a] if condition == "across" else sc[x]
             for b in np.flatnonzero((sc == b_speaker) & (wc != wc[x])):
@@ -370,13 +390,19 @@ def _abx_triplets_sampled(
     wc: np.ndarray, sc: np.ndarray, valid_x: np.ndarray, condition: str, count: int, seed: int
 ) -> np.ndarray:
     """``count`` triplets: X uniform over clips that have one, A uniform among X's word's
-    clips by other speakers, B uniform among the B speaker's clips of other words
-    (rejection sampling, vectorised; never an ``n x n`` table)."""
+    clips by other speakers (``within``: X's other clips of its word), B uniform among the
+    B speaker's clips of other words (rejection sampling, vectorised; never an ``n x n``
+    table)."""
     rng = np.random.default_rng(seed)
     by_word = np.argsort(wc, kind="stable")
     word_start = np.concatenate([[0], np.cumsum(np.bincount(wc))])
     by_speaker = np.argsort(sc, kind="stable")
     speaker_start = np.concatenate([[0], np.cumsum(np.bincount(sc))])
+    # within: A comes from X's (speaker, word) group, which drawing from the word would rarely hit.
+    n_words = int(wc.max()) + 1
+    group = sc * n_words + wc
+    by_group = np.argsort(group, kind="stable")
+    group_start = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=(int(sc.max()) + 1) * n_words))])
 
     def draw(order: np.ndarray, starts: np.ndarray, groups: np.ndarray) -> np.ndarray:
         sizes = starts[groups + 1] - starts[groups]
@@ -389,10 +415,15 @@ def _abx_triplets_sampled(
             break
         m = max(need * 2, 64)
         x = valid_x[rng.integers(0, len(valid_x), m)]
-        a = draw(by_word, word_start, wc[x])
+        if condition == "within":
+            a = draw(by_group, group_start, group[x])
+            a_ok = a != x
+        else:
+            a = draw(by_word, word_start, wc[x])
+            a_ok = sc[a] != sc[x]
         b_speaker = sc[a] if condition == "across" else sc[x]
         b = draw(by_speaker, speaker_start, b_speaker)
-        ok = (sc[a] != sc[x]) & (wc[b] != wc[x])
+        ok = a_ok & (wc[b] != wc[x])
         kept = np.column_stack([a, b, x])[ok][:need]
         found.append(kept)
         need -= len(kept)
@@ -408,14 +439,18 @@ def abx_across_speakers(
     max_triplets: int = ABX_MAX_TRIPLETS,
     seed: int = 0,
 ) -> AbxResult:
-    """Word ABX discrimination across speakers: the **score** (1 = perfect, 0.5 = chance;
+    """Word ABX discrimination: the **score** (1 = perfect, 0.5 = chance;
     :attr:`AbxResult.error` is the error rate ZeroSpeech reports).
 
-    A triplet is ``(A, B, X)`` with A and X the same word by different speakers and B
-    another word. ``condition="across"``: B is by A's speaker (Schatz et al. 2013, the
-    ZeroSpeech across-speaker condition: speaker identity cannot help or hurt);
-    ``"distractor"``: B is by X's speaker, so a layer that groups clips by voice puts X
-    nearer B and scores below 0.5. A triplet scores 1 when ``d(A, X) < d(B, X)``, 1/2 on
+    A triplet is ``(A, B, X)`` with A and X two tokens of one word and B a token of
+    another word; it asks whether X is closer to A than to B. ``condition="across"`` (the
+    default and the headline number): A by a different speaker than X, B by A's speaker
+    (Schatz et al. 2013, the ZeroSpeech across-speaker condition: is a clip closer to
+    another token of its word by a different speaker than to another word? The voice
+    favours neither A nor B). ``"within"``: A, B and X by one speaker (ZeroSpeech's
+    within-speaker condition; only speakers who said a word twice have triplets).
+    ``"distractor"``: A by another speaker, B by X's speaker, so a layer that groups
+    clips by voice puts X nearer B and scores below 0.5. A triplet scores 1 when ``d(A, X) < d(B, X)``, 1/2 on
     a tie, 0 otherwise, with cosine distance between pooled vectors (all-zero vectors
     are at distance 1 from everything). The score is the mean over triplets: every valid
     triplet when there are at most ``max_triplets``, else that many seeded samples (X
@@ -430,7 +465,7 @@ def abx_across_speakers(
 
     Returns:
         :class:`AbxResult`; score nan and 0 triplets when no valid triplet exists (one
-        speaker, or one word).
+        speaker, or one word; ``within``: no speaker said a word twice).
     """
     if condition not in ABX_CONDITIONS:
         raise ConfigError(f"condition must be one of {', '.join(ABX_CONDITIONS)}, got {condition!r}")
@@ -464,6 +499,15 @@ def abx_across_speakers(
     return AbxResult(float(scores.mean()), int(len(triplets)), exhaustive)
 
 
+def abx_legend() -> list[str]:
+    """One line per ABX column of :func:`measures_table`, naming its condition (the CLI prints them)."""
+    lines = [f"abx_{c}: word ABX score (1 perfect, 0.5 chance; error = 1 - score), {ABX_CONDITION_LABELS[c]}"
+             + (" [headline; Schatz et al. 2013, ZeroSpeech across-speaker]" if c == "across" else "")
+             for c in ABX_CONDITIONS]
+    return lines + ["A and X are two tokens of one word, B a token of another word; abx_<condition>_triplets: "
+                    "triplets scored"]
+
+
 # ---------------------------------------------------------------------- per layer
 
 
@@ -483,8 +527,8 @@ def layer_measures(
     seed: int = 0,
     max_n: int | None = MEASURES_MAX_N,
 ) -> dict[str, Any]:
-    """:data:`MEASURE_COLUMNS` of one layer (PWCCA, cluster NMI and its chance level, both
-    ABX scores with their triplet counts), on at most ``max_n`` clips (``measures_n``;
+    """:data:`MEASURE_COLUMNS` of one layer (PWCCA, cluster NMI and its chance level, the
+    ABX score of each of :data:`ABX_CONDITIONS` with its triplet count), on at most ``max_n`` clips (``measures_n``;
     ``n_clips`` is the layer's total). ABX needs ``speakers`` (nan without)."""
     Xf = _matrix(X)
     y = _labels(words, Xf.shape[0], "words")
@@ -500,6 +544,8 @@ def layer_measures(
         "cluster_nmi_chance": nmi_base,
         "abx_across": NAN,
         "abx_across_triplets": 0,
+        "abx_within": NAN,
+        "abx_within_triplets": 0,
         "abx_distractor": NAN,
         "abx_distractor_triplets": 0,
         "measures_n": int(len(rows)),
@@ -556,6 +602,7 @@ def measures_table(
 
 __all__ = [
     "ABX_CONDITIONS",
+    "ABX_CONDITION_LABELS",
     "ABX_MAX_TRIPLETS",
     "MEASURES_MAX_N",
     "MEASURE_COLUMNS",
@@ -564,6 +611,7 @@ __all__ = [
     "AbxResult",
     "PwccaResult",
     "abx_across_speakers",
+    "abx_legend",
     "cluster_word_nmi",
     "layer_measures",
     "measure_rows",

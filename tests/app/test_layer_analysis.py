@@ -119,7 +119,10 @@ def test_speaker_word_chart_and_measures_section(env, local_model: Path) -> None
     assert set(table["model"]) == {"Log-mel / MFCC baseline", "tiny-wav2vec2"}
     n_layers = len(at.selectbox(key="la_cm_layer").options)
     assert (table["model"] == "Log-mel / MFCC baseline").sum() == n_layers
-    assert table["PWCCA"].between(-1, 1).all() and table["ABX score"].between(0, 1).all()
+    assert table["PWCCA"].between(-1, 1).all() and table["ABX across speakers"].between(0, 1).all()
+    assert table["ABX within speaker"].isna().all()  # the demo: nobody said a word twice
+    assert any(m.startswith("**Word ABX across speakers** (A and X one word by different speakers, B another "
+                            "word by A's speaker), best layer") for m in texts(at.markdown))
     assert (table["clips"] == len(WORDS) * N).all()
     assert any(f"Computed on {len(WORDS) * N} clips" in c for c in texts(at.caption))
     assert len(at.get("plotly_chart")) == 5
@@ -169,3 +172,14 @@ def test_speaker_identity_within_words_when_speakers_repeat_a_word(env) -> None:
     assert (speaker_word["clips scored"] == 24).all()  # every clip's speaker said its word twice
     assert speaker_word["speaker chance"].iloc[0] == 1 / 7  # 1 other take among 7 other clips of the word
     assert speaker_word["speaker 1-NN"].between(0, 1).all()
+
+    # Opened with measures=on (a shared link): computed at once; with repeated takes the
+    # within-speaker ABX is defined beside the headline across-speaker one.
+    at = page(new_app({"model": "baseline:mel", "words": ",".join(WORDS), "n": "8", "data": str(root),
+                       "measures": "on"}), ANALYSIS)
+    no_exception(at)
+    assert at.toggle(key="la_measures").value is True
+    measures = at.dataframe[2].value
+    assert measures["ABX across speakers"].between(0, 1).all() and measures["ABX within speaker"].between(0, 1).all()
+    # Per X: 1 other take of its word x 4 clips of the other 2 words by its speaker (2 takes each).
+    assert (measures["triplets within"] == 24 * 4).all()

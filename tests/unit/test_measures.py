@@ -122,7 +122,47 @@ def test_abx_ties_count_one_half_and_undefined_cases_are_nan() -> None:
     one_speaker = abx_across_speakers(X, words, np.array(["s"] * 4))
     assert math.isnan(one_speaker.score) and one_speaker.triplets == 0
     with pytest.raises(ConfigError, match="condition"):
-        abx_across_speakers(X, words, speakers, condition="within")  # type: ignore[arg-type]
+        abx_across_speakers(X, words, speakers, condition="sideways")  # type: ignore[arg-type]
+    no_repeats = abx_across_speakers(X, words, speakers, condition="within")  # nobody said a word twice
+    assert math.isnan(no_repeats.score) and no_repeats.triplets == 0
+
+
+def test_tiny_within_speaker_abx_checked_by_hand() -> None:
+    """Within speaker: A, B and X all by X's speaker; only speakers who said X's word twice count."""
+    #                  a by s1    a by s1     b by s1    a by s2   b by s2   b by s2
+    X = np.array([unit(0), unit(10), unit(90), unit(0), unit(5), unit(100)])
+    words = np.array(["a", "a", "b", "a", "b", "b"])
+    speakers = np.array(["s1", "s1", "s1", "s2", "s2", "s2"])
+    #   X=a(0)   A=a(10)  B=b(90):  1-cos10 =0.015 vs 1-cos90 =1.000 -> 1
+    #   X=a(10)  A=a(0)   B=b(90):  0.015          vs 1-cos80 =0.826 -> 1
+    #   X=b(5)   A=b(100) B=a(0):   1-cos95 =1.087 vs 1-cos5  =0.004 -> 0
+    #   X=b(100) A=b(5)   B=a(0):   1.087          vs 1-cos100=1.174 -> 1
+    #   (X=b by s1, X=a by s2: no second token of their word by their speaker)
+    within = abx_across_speakers(X, words, speakers, condition="within")
+    assert (within.score, within.triplets, within.exhaustive) == (0.75, 4, True)
+    sampled = abx_across_speakers(X, words, speakers, condition="within", max_triplets=3, seed=1)
+    assert sampled.triplets == 3 and not sampled.exhaustive and sampled.score in (1 / 3, 2 / 3, 1.0)
+
+
+@pytest.mark.parametrize("max_triplets", [measures.ABX_MAX_TRIPLETS, 500])  # exact, and sampled
+def test_abx_conditions_on_a_layer_of_word_plus_a_loud_voice(max_triplets: int) -> None:
+    """Known answers: each clip is its word's one-hot plus 5 x its speaker's one-hot (orthogonal)
+    plus a tiny token jitter. Across speakers (B by A's speaker) the voice is the same in A and B,
+    so the word decides every triplet: 1. Within speaker likewise: 1. With B by X's speaker the
+    voice decides every triplet against the word: 0."""
+    words, speakers = design(n_words=3, n_speakers=4, repeats=2)
+    jitter = 1e-4 * np.random.default_rng(0).normal(size=(len(words), 3 + 4))
+    X = np.hstack([np.eye(3)[words], 5.0 * np.eye(4)[speakers]]) + jitter
+    scores = {c: abx_across_speakers(X, words, speakers, condition=c, max_triplets=max_triplets)
+              for c in measures.ABX_CONDITIONS}
+    assert scores["across"].score == 1.0 and scores["within"].score == 1.0 and scores["distractor"].score == 0.0
+    # Triplet counts (exact case): per X, across = 3 other speakers x 2 tokens of A x 4 B clips of
+    # that speaker; within = 1 other token x 4 clips of other words by X's speaker; distractor = 6 x 4.
+    if max_triplets == measures.ABX_MAX_TRIPLETS:
+        n = len(words)
+        assert [scores[c].triplets for c in ("across", "within", "distractor")] == [n * 24, n * 4, n * 24]
+    assert set(measures.ABX_CONDITION_LABELS) == set(measures.ABX_CONDITIONS)
+    assert "B by A's speaker" in measures.ABX_CONDITION_LABELS["across"]
 
 
 def test_speaker_coded_layer_puts_x_nearer_the_distractor() -> None:
@@ -261,7 +301,7 @@ def test_speaker_word_and_measures_figures_draw_two_curves_per_model() -> None:
         measures_figure(table.drop(columns=["pwcca"]))
 
 
-def test_analyse_measures_adds_columns_and_figures(tmp_path) -> None:
+def test_analyse_measures_adds_columns_and_figures(tmp_path, capsys) -> None:
     import pandas as pd
 
     from embedviz.cli import main
@@ -276,3 +316,8 @@ def test_analyse_measures_adds_columns_and_figures(tmp_path) -> None:
     assert (table["measures_n"] == 12).all() and table["abx_across"].between(0, 1).all()
     assert table["speaker_knn_across_words"].notna().all()  # demo: one clip per speaker and word
     assert {"speaker_word.html", "measures.html"} <= {p.name for p in figures.glob("*.html")}
+    # The printed table names each ABX column's condition (which speaker B is from).
+    printed = capsys.readouterr().out
+    assert "abx_across: word ABX score" in printed and "B by A's speaker [headline" in printed
+    assert "abx_within: " in printed and "abx_distractor: " in printed and "B by X's speaker" in printed
+    assert {"abx_within", "abx_within_triplets"} <= set(table.columns) and table["abx_within"].isna().all()
