@@ -148,9 +148,10 @@ def render_measures(view: ViewSettings, ready: Mapping[str, cached.LayerSelectio
                             f"**{r['model']}** layer {r['layer']} (score {r['abx_across']:.2f}, "
                             f"error {1 - r['abx_across']:.0%})" for r in best))
         st.plotly_chart(measures_figure(full), key="la_measures_chart", config={"displaylogo": False})
-        abx = {"abx_across": "ABX across speakers", "abx_across_triplets": "triplets",
-               "abx_within": "ABX within speaker", "abx_within_triplets": "triplets within",
-               "abx_distractor": "ABX, B by X's speaker"}
+        # The headline first, then the dotted curve, then within speaker (often empty), then counts.
+        abx = {"abx_across": "ABX across speakers", "abx_distractor": "ABX, B by X's speaker",
+               "abx_within": "ABX within speaker", "abx_across_triplets": "triplets",
+               "abx_within_triplets": "triplets within"}
         shown = full[["model", "layer", "pwcca", "pwcca_regularisation", "cluster_nmi", "cluster_nmi_chance",
                       *abx, "measures_n"]].rename(
             columns={"pwcca": "PWCCA", "cluster_nmi": "cluster NMI", "pwcca_regularisation": "PWCCA ridge",

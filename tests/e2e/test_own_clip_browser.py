@@ -95,7 +95,11 @@ def test_upload_your_clip_see_the_star_and_vote_then_export(app_url: str, page: 
     frame = pd.read_parquet(Path(download.value.path()))
     X, meta = export.read_embeddings(frame)
     assert "logmel" in download.value.suggested_filename
-    assert len(meta) == 48 and X.shape[0] == 48 and set(meta["word"]) == {"yes", "no", "up", "down"}
+    stored = (meta["source"] == export.SOURCE_DATASET).to_numpy()
+    assert stored.sum() == 48 and X.shape[0] == 49 and set(meta.loc[stored, "word"]) == {"yes", "no", "up", "down"}
+    mine = meta[~stored].iloc[0]  # the uploaded clip: one more row, marked, with the panel's vote
+    assert mine["source"] == export.SOURCE_OWN and mine["clip_id"] == export.OWN_CLIP_PREFIX + clip.name
+    assert mine["predicted_word"] in {"yes", "no", "up", "down"} and mine["word"] == ""
     _clean(page, "after the downloads")
 
 
