@@ -167,3 +167,21 @@ def test_an_own_clip_is_a_marked_row_of_the_embeddings_and_coordinates_and_a_sta
     with zipfile.ZipFile(io.BytesIO(_file(downloads, "Figures (HTML, zip)")[1])) as zf:
         pages = [n for n in zf.namelist() if n.endswith(".html") and n != "index.html"]
         assert len(pages) == 2 and all("your clip" in zf.read(n).decode() for n in pages)
+
+
+def test_an_own_clip_in_a_concatenated_panel_is_exported_in_the_panels_space(env, downloads) -> None:
+    """Joined layers: the own clip's row is z-scored with the stored blocks, like the stored rows,
+    so an uploaded stored clip exports the same row as its stored twin."""
+    from pathlib import Path
+
+    at = _explore({**PARAMS, "mode": "concatenate"})
+    clip = open_dataset(None).sample(["yes", "no", "up"], 20, seed=0).iloc[3]
+    upload = Path(clip["path"])
+    at.get("file_uploader")[0].set_value((upload.name, upload.read_bytes(), "audio/wav")).run()
+    no_exception(at)
+    X, meta = export.read_embeddings(pd.read_parquet(io.BytesIO(_file(downloads, "Parquet")[1])))
+    assert set(meta["layers"]) == {"logmel+mfcc"}
+    mine = (meta["source"] == export.SOURCE_OWN).to_numpy()
+    twin = (meta["clip_id"] == clip["clip_id"]).to_numpy()
+    assert mine.sum() == 1 and twin.sum() == 1
+    np.testing.assert_allclose(X[mine][0], X[twin][0], atol=1e-4)
