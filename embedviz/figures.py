@@ -513,9 +513,11 @@ def grid_figure(
                                              "xaxis": blank, "yaxis": blank, "zaxis": blank}})
         else:
             # Projection axes have no units worth reading in a small multiple; equal units keep distances true.
+            # A light frame tells the panels apart.
+            frame = {"showticklabels": False, "showline": True, "mirror": True, "linecolor": "#d4d4d8"}
             fig.update_layout({
-                f"xaxis{k}": {"domain": [x0, x1], "anchor": f"y{k}", "showticklabels": False},
-                f"yaxis{k}": {"domain": [frac(bottom), frac(top)], "anchor": f"x{k}", "showticklabels": False,
+                f"xaxis{k}": {"domain": [x0, x1], "anchor": f"y{k}", **frame},
+                f"yaxis{k}": {"domain": [frac(bottom), frac(top)], "anchor": f"x{k}", **frame,
                               "scaleanchor": f"x{k}", "scaleratio": 1},
             })
         add_to_panel(fig, i, _scatter_traces(arr, ids, w, s, color_by, palette, shown, use_webgl, symbols, highlight))
