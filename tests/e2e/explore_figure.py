@@ -63,19 +63,30 @@ def explore_figure(page: Page) -> Locator:
     return page.locator(".js-plotly-plot").filter(has=page.locator(".annotation")).first
 
 
+#: The plot area of each of the first ``n`` 2D panels, in pixels relative to the figure.
+BOXES = """(gd, n) => Array.from({length: n}, (_, k) => {
+    const ref = k === 0 ? '' : String(k + 1), fl = gd._fullLayout;
+    const xa = fl['xaxis' + ref], ya = fl['yaxis' + ref];
+    return [xa._offset, ya._offset, xa._offset + xa._length, ya._offset + ya._length];
+})"""
+
+
 def panel_pixels(gd: Locator, n_panels: int) -> list[int]:
     """Saturated pixels inside each 2D panel's plot area (markers, drawn by SVG or WebGL)."""
     from PIL import Image
 
-    boxes = gd.evaluate(
-        """(gd, n) => Array.from({length: n}, (_, k) => {
-            const ref = k === 0 ? '' : String(k + 1), fl = gd._fullLayout;
-            const xa = fl['xaxis' + ref], ya = fl['yaxis' + ref];
-            return [xa._offset, ya._offset, xa._offset + xa._length, ya._offset + ya._length];
-        })""",
-        n_panels,
-    )
-    image = Image.open(BytesIO(gd.screenshot())).convert("RGB")
+    # Streamlit scrolls inside stMain, so a figure taller than the viewport would be cut off:
+    # the viewport grows to the page's length for the screenshot.
+    page = gd.page
+    size = page.viewport_size or {"width": 1440, "height": 1000}
+    height = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": int(min(max(size["height"], height), 6000))})
+    try:
+        page.wait_for_timeout(500)  # Plotly relayouts on resize
+        boxes = gd.evaluate(BOXES, n_panels)
+        image = Image.open(BytesIO(gd.screenshot())).convert("RGB")
+    finally:
+        page.set_viewport_size(size)
     scale = image.width / max(1.0, gd.evaluate("gd => gd.getBoundingClientRect().width"))
     counts = []
     for box in boxes:
