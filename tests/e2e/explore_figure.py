@@ -48,6 +48,7 @@ GET_PANELS = """() => {
                 clips: data.flatMap(t => Array.from(t.customdata, c => String(c[0]))),
                 words: data.flatMap(t => Array.from(t.customdata, c => String(c[1]))),
                 ringed: all.some(t => t.name === 'selected'),
+                brushed: all.some(t => t.name === 'brushed'),
                 stars: all.filter(t => t.name === 'your clip').map(t => [t.x[0], t.y[0], t.marker.symbol]),
                 coords: data.filter(t => t.x && t.y).map(t => Array.from(t.x, (x, i) => [
                     String(t.customdata[i][0]), +(+x).toFixed(4), +(+t.y[i]).toFixed(4)])),

@@ -4,7 +4,8 @@ Two models (the log-mel / MFCC baseline and a tiny random wav2vec2) x two layers
 demo's 12 words are subplots of ONE figure. Clicking a word's legend entry hides that
 word (``visible == 'legendonly'``) in all four panels, double-clicking another isolates
 it in all four, and a click on a point still picks its clip, with the clicked panel as
-the space of its neighbours. In 3D, a click hides a word in both scenes. Screenshots go to ``artifacts/e2e/legend-*.png``.
+the space of its neighbours, and a box drawn in one panel rings its clips in all four. In
+3D, a click hides a word in both scenes. Screenshots go to ``artifacts/e2e/legend-*.png``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,23 @@ def test_a_legend_click_hides_or_isolates_a_word_in_every_panel(app_url: str, pa
                            timeout=30_000)
     assert page.get_by_test_id("stException").count() == 0
     _shot(page, screenshots / "legend-04-clicked.png")
+
+    # A box drawn in one panel (mfcc) selects its clips and rings them blue in every panel.
+    gd.scroll_into_view_if_needed()
+    gd.locator('.modebar-btn[data-title="Box Select"]').click()
+    box = gd.evaluate("""gd => { const fl = gd._fullLayout, xa = fl.xaxis2, ya = fl.yaxis2, r = gd.getBoundingClientRect();
+                                 return [r.left + xa._offset, r.top + ya._offset, xa._length, ya._length]; }""")
+    left, top, width, height = box
+    page.mouse.move(left + 2, top + 2)
+    page.mouse.down()
+    page.mouse.move(left + width - 2, top + height - 2, steps=12)
+    page.mouse.up()
+    expect(page.get_by_role("heading", name=re.compile(r"^\d+ selected clip\(s\)"))).to_be_visible(timeout=30_000)
+    page.wait_for_function(f"() => ({GET_PANELS})().length === 4 && ({GET_PANELS})().every(p => p.brushed)",
+                           timeout=30_000)
+    _idle(page)
+    assert page.get_by_test_id("stException").count() == 0
+    _shot(page, screenshots / "legend-06-brushed.png")
 
 
 def test_in_3d_a_legend_click_hides_a_word_in_every_scene(app_url: str, page: Page, screenshots: Path) -> None:

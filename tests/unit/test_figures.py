@@ -133,6 +133,14 @@ def test_grid_shows_each_word_once_in_the_legend() -> None:
     assert all(layout[f"yaxis{k}"]["scaleanchor"] == f"x{k}" for k in ("", "2", "3", "4", "5"))
 
 
+def test_panel_subtitle_names_the_numbers_it_has() -> None:
+    from embedviz.figures import panel_subtitle
+
+    assert panel_subtitle({"knn_accuracy": 0.834, "silhouette": 0.21, "trustworthiness": 0.951}) == (
+        "kNN 0.83 · sil 0.21 · trust 0.95")
+    assert panel_subtitle({"knn_accuracy": 0.5, "trustworthiness": float("nan")}) == "kNN 0.50"
+
+
 def test_grid_sections_start_new_rows_under_their_headers() -> None:
     from embedviz.figures import Section, add_to_panel, panel_of_traces
 
