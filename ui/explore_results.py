@@ -112,17 +112,11 @@ def _aligned(view: ViewSettings, status, section, reduction) -> list:
     return [None] * len(section)
 
 
-def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=None) -> None:
-    """Every drawable panel of the page in ONE figure, then each panel's numbers.
-
-    Panels that cannot be drawn (not extracted, over the projection budget, an error) say
-    why above the figure; a section without any drawn panel leaves out its header too.
-    """
-    import plotly.graph_objects as go
-
-    from embedviz.figures import Panel, Section, add_own_clip, add_to_panel, grid_figure, panel_of_traces, panel_subtitle
-
-    sections, drawn = [], []
+def _drawable(view, status, panels, reduction, extracted: set) -> list[tuple[str, list, int]]:
+    """``(header, [((model, layers), data, coords, clips)], columns)`` per section with a
+    drawable panel; the others say why here (not extracted, over the projection budget,
+    an error), and a section without any drawable panel is left out, header and all."""
+    sections = []
     for header, section in panels:
         for name in dict.fromkeys(m for m, _ in section):
             if name in status and name not in extracted:
@@ -138,7 +132,17 @@ def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=
                 here.append(((name, tuple(layers)), *data))
         if here:
             sections.append((header, here, _section_columns(len(section), view.dims)))
-            drawn.extend(here)
+    return sections
+
+
+def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=None) -> None:
+    """Every drawable panel of the page in ONE figure, then each panel's numbers."""
+    import plotly.graph_objects as go
+
+    from embedviz.figures import Panel, Section, add_own_clip, add_to_panel, grid_figure, panel_of_traces, panel_subtitle
+
+    sections = _drawable(view, status, panels, reduction, extracted)
+    drawn = [panel for _, here, _ in sections for panel in here]
     if not drawn:
         return
     # One title for the pooling and projection when every panel used the same parameters
