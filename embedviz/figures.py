@@ -432,6 +432,7 @@ def grid_figure(
     width_px: int = 1100,
     panel_height: int = 300,
     show_legend: bool = True,
+    extra_legend_entries: int = 0,
 ) -> "go.Figure":
     """Small multiples (e.g. layers x models) with shared colours and ONE legend.
 
@@ -450,7 +451,8 @@ def grid_figure(
     2D panel's plot area is ``panel_height`` tall (equal units on both axes), under its
     title lines; the legend is :func:`compact_legend` rows under the grid, sized for
     ``width_px`` (the width the figure is drawn at; ``show_legend`` False: none, e.g.
-    for hundreds of speakers that hover names instead). Panel ``k`` (counted over all
+    for hundreds of speakers that hover names instead; ``extra_legend_entries``: entries
+    the caller adds, e.g. a user's clip, so the rows fit them too). Panel ``k`` (counted over all
     sections) has axes ``x{k+1}`` / ``y{k+1}`` (3D: ``scene{k+1}``; the first is
     ``x`` / ``scene``): :func:`panel_of_traces` maps traces back, :func:`add_to_panel`
     adds overlays. Each panel's title annotation is named ``"panel title"``, in panel
@@ -530,7 +532,7 @@ def grid_figure(
          "name": "panel title", "x": xc, "xanchor": "center", "y": frac(top), "yanchor": "top", "font": {"size": 12}}
         for p, (xc, top) in zip(flat, titles)
     ]
-    legend, legend_px = compact_legend(len(shown), width_px, title=color_by) if show_legend else ({}, 0)
+    legend, legend_px = compact_legend(len(shown) + extra_legend_entries, width_px, title=color_by) if show_legend else ({}, 0)
     top_px = GRID_FIGURE_TITLE_PX if title else 10
     fig.update_layout(
         title={"text": title, "font": {"size": 13}},

@@ -164,6 +164,7 @@ def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=
     fig = grid_figure(
         figure_sections, color_by=view.color_by, colors=colors, width_px=RESULTS_WIDTH_PX,
         panel_height=SCENE_PX if view.dims == 3 else PANEL_PX, show_legend=show_legend,
+        extra_legend_entries=int(any((own or {}).get(space) is not None for space, *_ in drawn)),
         title=f"{view.pooling} pooling" + (f" · {shared}" if shared else ""),
     )
     starred = False

@@ -172,6 +172,11 @@ def test_grid_sections_start_new_rows_under_their_headers() -> None:
         Section("A", panels("a", 1), n_cols=0)
     with pytest.raises(ConfigError, match="at least one panel"):
         grid_figure([Section("A", [])], 2)
+    # 8 entries fill a 760 px row: one more (a user's clip, added later) needs a second row.
+    words8 = [f"w{i}" for i in range(8)]
+    eight = [Panel("p", np.zeros((8, 2)), [f"c{i}" for i in range(8)], words8, ["s"] * 8)]
+    assert (grid_figure(eight, 1, width_px=760, extra_legend_entries=1).layout.margin.b
+            == grid_figure(eight, 1, width_px=760).layout.margin.b + 19)
     hidden = grid_figure(panels("a", 2), 2, show_legend=False)
     assert hidden.layout.showlegend is False and hidden.layout.height < fig.layout.height
 
