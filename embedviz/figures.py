@@ -353,7 +353,10 @@ def scatter_figure(
 
 @dataclass(frozen=True)
 class Panel:
-    """One small multiple: a projection of some clips with a title and a metrics line."""
+    """One small multiple: a projection of some clips with a title and a metrics line.
+
+    ``title`` may hold ``<br>`` line breaks; ``subtitle`` is drawn smaller under it.
+    """
 
     title: str
     coords: np.ndarray
@@ -363,19 +366,63 @@ class Panel:
     subtitle: str = ""
 
 
+@dataclass(frozen=True)
+class Section:
+    """A run of panels under a header in a :func:`grid_figure` (e.g. one model's layers).
+
+    A section starts a new row; ``n_cols`` panels go on each of its rows (None: the
+    figure's ``n_cols``), so sections of a figure can be 2 and 3 panels wide.
+    """
+
+    header: str
+    panels: Sequence[Panel]
+    n_cols: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_cols is not None and (isinstance(self.n_cols, bool) or not isinstance(self.n_cols, (int, np.integer))
+                                        or self.n_cols < 1):
+            raise ConfigError(f"Section n_cols must be an integer >= 1 or None, got {self.n_cols!r}")
+
+
 def panel_subtitle(metrics: Mapping[str, Any]) -> str:
-    """``"kNN 0.83 · sil 0.21"`` from a :func:`embedviz.metrics.layer_metrics` dict."""
+    """``"kNN 0.83 · sil 0.21 · trust 0.95"`` from a :func:`embedviz.metrics.layer_metrics`
+    dict (``trustworthiness`` when it has one); undefined numbers are left out."""
     parts = []
-    for key, short in (("knn_accuracy", "kNN"), ("speaker_disjoint_knn", "spk-kNN"), ("silhouette", "sil")):
+    for key, short in (("knn_accuracy", "kNN"), ("speaker_disjoint_knn", "spk-kNN"), ("silhouette", "sil"),
+                       ("trustworthiness", "trust")):
         value = metrics.get(key)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             parts.append(f"{short} {value:.2f}")
     return " · ".join(parts)
 
 
+#: Pixel heights of a :func:`grid_figure`'s bands: a section header, a title line above a
+#: panel, the gap under a row of panels, the figure title.
+GRID_HEADER_PX, GRID_TITLE_LINE_PX, GRID_ROW_GAP_PX, GRID_FIGURE_TITLE_PX = 34, 15, 14, 40
+
+
+def _grid_sections(panels: Sequence[Panel] | Sequence[Section], n_cols: int) -> list[tuple[str, list[Panel], int]]:
+    if isinstance(n_cols, bool) or not isinstance(n_cols, (int, np.integer)) or n_cols < 1:
+        raise ConfigError(f"n_cols must be an integer >= 1, got {n_cols!r}")
+    if all(isinstance(p, Panel) for p in panels):
+        sections = [Section("", list(panels))]
+    elif all(isinstance(s, Section) for s in panels):
+        sections = list(panels)
+    else:
+        raise ConfigError("grid_figure takes panels or sections, not a mix")
+    out = [(s.header, list(s.panels), int(min(s.n_cols or n_cols, len(s.panels)))) for s in sections if s.panels]
+    if not out:
+        raise ConfigError("grid_figure needs at least one panel")
+    return out
+
+
+def _title_lines(panel: Panel) -> int:
+    return panel.title.count("<br>") + 1 + (panel.subtitle.count("<br>") + 1 if panel.subtitle else 0)
+
+
 def grid_figure(
-    panels: Sequence[Panel],
-    n_cols: int,
+    panels: Sequence[Panel] | Sequence[Section],
+    n_cols: int = 3,
     *,
     color_by: ColorBy = "word",
     colors: Mapping[str, str] | None = None,
@@ -384,29 +431,38 @@ def grid_figure(
     webgl: bool | None = None,
     width_px: int = 1100,
     panel_height: int = 300,
+    show_legend: bool = True,
+    extra_legend_entries: int = 0,
 ) -> "go.Figure":
-    """Small multiples (e.g. layers x models) with shared colours and one legend.
+    """Small multiples (e.g. layers x models) with shared colours and ONE legend.
 
-    All panels must be 2D, or all 3D (then each cell is its own 3D scene). Clicking a
-    legend entry hides that label in every panel, double-clicking isolates it. One
-    figure holds every panel, and plotly.js draws all WebGL subplots of a figure on ONE
-    canvas, so a grid of any number of 20,000-point panels uses a single WebGL context
-    (separate charts take about two each and the browser blanks the oldest past ~16:
-    measured, 13 separate 20,000-point charts in Chromium lose their first 5).
+    ``panels``: :class:`Panel` s, ``n_cols`` to a row, or :class:`Section` s, each under
+    its header (an annotation) from a new row, with its own number of columns. All
+    panels must be 2D, or all 3D (then each cell is its own 3D scene). Every trace of a
+    label shares its ``legendgroup`` across panels, so clicking a legend entry hides that
+    label in every panel and double-clicking isolates it. plotly.js draws all WebGL 2D
+    subplots of a figure on ONE canvas, so a grid of any number of 20,000-point panels
+    uses a single WebGL context (separate charts take about two each and the browser
+    blanks the oldest past ~16: measured, 13 separate 20,000-point charts in Chromium
+    lose their first 5); ``webgl`` None draws Scattergl once the figure holds
+    :data:`WEBGL_MIN_POINTS` points, SVG below. 3D scenes take a context each.
 
-    The legend is :func:`compact_legend` rows under the grid, sized for ``width_px``
-    (the width the figure is drawn at); each panel is ``panel_height`` pixels tall.
-    Trace ``i`` belongs to panel ``int(fig.data[i].xaxis[1:] or 1) - 1`` (3D: ``scene``).
+    Sizes are in pixels, so a panel keeps its height whatever the number of rows: each
+    2D panel's plot area is ``panel_height`` tall (equal units on both axes), under its
+    title lines; the legend is :func:`compact_legend` rows under the grid, sized for
+    ``width_px`` (the width the figure is drawn at; ``show_legend`` False: none, e.g.
+    for hundreds of speakers that hover names instead; ``extra_legend_entries``: entries
+    the caller adds, e.g. a user's clip, so the rows fit them too). Panel ``k`` (counted over all
+    sections) has axes ``x{k+1}`` / ``y{k+1}`` (3D: ``scene{k+1}``; the first is
+    ``x`` / ``scene``): :func:`panel_of_traces` maps traces back, :func:`add_to_panel`
+    adds overlays. Each panel's title annotation is named ``"panel title"``, in panel
+    order; section headers are named ``"section header"``.
     """
-    from plotly.subplots import make_subplots
-
     _check_color_by(color_by)
-    if not panels:
-        raise ConfigError("grid_figure needs at least one panel")
-    if isinstance(n_cols, bool) or not isinstance(n_cols, (int, np.integer)) or n_cols < 1:
-        raise ConfigError(f"n_cols must be an integer >= 1, got {n_cols!r}")
+    sections = _grid_sections(panels, n_cols)
+    flat = [p for _, ps, _ in sections for p in ps]
     prepared = []
-    for p in panels:
+    for p in flat:
         arr = _coords(p.coords)
         n = arr.shape[0]
         prepared.append(
@@ -416,48 +472,98 @@ def grid_figure(
     if len(dims) > 1:
         raise ConfigError("grid_figure panels must all be 2D or all 3D")
     three_d = dims == {3}
-    n_cols = int(min(n_cols, len(panels)))
-    n_rows = math.ceil(len(panels) / n_cols)
     all_labels: list[str] = []
     for _, _, w, s in prepared:
         all_labels.extend((w if color_by == "word" else s).tolist())
     palette = _resolve_colors(all_labels, colors)
     symbols = _resolve_symbols(all_labels, colors)
-    subplot_titles = [f"{p.title}<br><sup>{p.subtitle}</sup>" if p.subtitle else p.title for p in panels]
-    specs = [[{"type": "scene" if three_d else "xy"} for _ in range(n_cols)] for _ in range(n_rows)]
-    fig = make_subplots(
-        rows=n_rows,
-        cols=n_cols,
-        specs=specs,
-        subplot_titles=subplot_titles,
-        horizontal_spacing=0.03,
-        vertical_spacing=min(0.08, 0.3 / max(1, n_rows - 1)) if n_rows > 1 else 0.08,
-    )
+    use_webgl = webgl if webgl is not None else sum(a.shape[0] for a, *_ in prepared) >= WEBGL_MIN_POINTS
+
+    # Lay the cells out top-down in pixels, then convert to paper fractions once the height is known.
+    cells: list[tuple[float, float, float, float]] = []  # x0, x1, top px, bottom px
+    titles: list[tuple[float, float]] = []  # x centre, top px
+    headers: list[tuple[str, float]] = []
+    y = 0.0
+    for header, ps, cols in sections:
+        if header:
+            headers.append((header, y))
+            y += GRID_HEADER_PX
+        for start in range(0, len(ps), cols):
+            row = ps[start:start + cols]
+            band = GRID_TITLE_LINE_PX * max(_title_lines(p) for p in row) + 4
+            gap = 0.03
+            width = (1.0 - gap * (cols - 1)) / cols
+            for c in range(len(row)):
+                x0 = c * (width + gap)
+                cells.append((x0, x0 + width, y + band, y + band + panel_height))
+                titles.append((x0 + width / 2, y))
+            y += band + panel_height + GRID_ROW_GAP_PX
+    plot_px = y - GRID_ROW_GAP_PX
+
+    def frac(px: float) -> float:
+        return max(0.0, min(1.0, 1.0 - px / plot_px))
+
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
     shown: set[str] = set()
-    for i, (arr, ids, w, s) in enumerate(prepared):
-        row, col = divmod(i, n_cols)
-        use_webgl = webgl if webgl is not None else sum(a.shape[0] for a, *_ in prepared) >= WEBGL_MIN_POINTS
-        for trace in _scatter_traces(arr, ids, w, s, color_by, palette, shown, use_webgl, symbols, highlight):
-            fig.add_trace(trace, row=row + 1, col=col + 1)
-    if not three_d:
-        # Projection axes have no units worth reading in a small multiple.
-        fig.update_xaxes(showticklabels=False)
-        fig.update_yaxes(showticklabels=False)
-    legend, legend_px = compact_legend(len(shown), width_px, title=color_by)
+    for i, ((arr, ids, w, s), (x0, x1, top, bottom)) in enumerate(zip(prepared, cells)):
+        k = "" if i == 0 else str(i + 1)
+        if three_d:
+            blank = {"title": {"text": ""}, "showticklabels": False}
+            fig.update_layout({f"scene{k}": {"domain": {"x": [x0, x1], "y": [frac(bottom), frac(top)]},
+                                             "xaxis": blank, "yaxis": blank, "zaxis": blank}})
+        else:
+            # Projection axes have no units worth reading in a small multiple; equal units keep distances true.
+            # A light frame tells the panels apart.
+            frame = {"showticklabels": False, "showline": True, "mirror": True, "linecolor": "#d4d4d8"}
+            fig.update_layout({
+                f"xaxis{k}": {"domain": [x0, x1], "anchor": f"y{k}", **frame},
+                f"yaxis{k}": {"domain": [frac(bottom), frac(top)], "anchor": f"x{k}", **frame,
+                              "scaleanchor": f"x{k}", "scaleratio": 1},
+            })
+        add_to_panel(fig, i, _scatter_traces(arr, ids, w, s, color_by, palette, shown, use_webgl, symbols, highlight))
+    annotations = [
+        {"text": f"<b>{header}</b>", "name": "section header", "x": 0.0, "xanchor": "left", "y": frac(top),
+         "yanchor": "top", "font": {"size": 15}}
+        for header, top in headers
+    ] + [
+        {"text": p.title + (f"<br><span style='font-size:10px;color:#555'>{p.subtitle}</span>" if p.subtitle else ""),
+         "name": "panel title", "x": xc, "xanchor": "center", "y": frac(top), "yanchor": "top", "font": {"size": 12}}
+        for p, (xc, top) in zip(flat, titles)
+    ]
+    legend, legend_px = compact_legend(len(shown) + extra_legend_entries, width_px, title=color_by) if show_legend else ({}, 0)
+    top_px = GRID_FIGURE_TITLE_PX if title else 10
     fig.update_layout(
-        title={"text": title},
-        height=60 + panel_height * n_rows + legend_px,
+        title={"text": title, "font": {"size": 13}},
+        annotations=[{**a, "xref": "paper", "yref": "paper", "showarrow": False} for a in annotations],
+        height=int(top_px + plot_px + 20 + legend_px),
         template="plotly_white",
         legend=legend,
+        showlegend=show_legend,
         clickmode="event+select",
+        # Keeps zoom and legend toggles when the app re-renders with new data.
         uirevision="embedviz",
-        margin={"l": 20, "r": 20, "t": 80, "b": 20 + legend_px},
+        margin={"l": 10, "r": 10, "t": top_px, "b": 20 + legend_px},
     )
     return fig
 
 
+def add_to_panel(fig: "go.Figure", panel: int, traces: Iterable[Any]) -> "go.Figure":
+    """Add traces (rings, a user's clip, ...) to panel ``panel`` (0-based) of a
+    :func:`grid_figure`: on its axes, or in its scene for 3D traces. Returns ``fig``."""
+    k = "" if panel == 0 else str(panel + 1)
+    for trace in traces:
+        if isinstance(trace, _scene_types()):
+            trace.update(scene=f"scene{k}")
+        else:
+            trace.update(xaxis=f"x{k}", yaxis=f"y{k}")
+        fig.add_trace(trace)
+    return fig
+
+
 def panel_of_traces(fig: "go.Figure") -> list[int]:
-    """For each trace of a :func:`grid_figure` (and traces added to its subplots later),
+    """For each trace of a :func:`grid_figure` (and traces added by :func:`add_to_panel`),
     the index of its panel, from the trace's ``xaxis`` (``"x3"`` -> 2) or ``scene``."""
     out = []
     for trace in fig.data:
@@ -888,11 +994,13 @@ __all__ = [
     "DIM_OPACITY",
     "OWN_CLIP_NAME",
     "add_own_clip",
+    "add_to_panel",
     "MEASURE_LABELS",
     "METRIC_LABELS",
     "SYMBOLS",
     "Highlight",
     "Panel",
+    "Section",
     "WordStyle",
     "compact_legend",
     "panel_of_traces",

@@ -1,14 +1,15 @@
 """The Explore page's results: the panels, brushing across them, and the selected clip.
 
-``render_results`` draws one plot per panel, or, past :data:`MAX_WEBGL_PANELS` WebGL-sized 2D
-panels or :data:`MAX_WORDS_PER_PANEL_LEGEND` words, one figure of subplots per section (the
-browser's WebGL context limit would blank separate charts; its one compact legend hides
-a word in all its panels). What is marked is the
-same in every panel: the clicked clip (black ring), its nearest neighbours in the chosen
-panel's original space (orange), a box or lasso selection (blue: drawn in any 2D panel,
-brushed into all of them) and the clips matching the highlight text (pink). Hidden words
-are left out of every panel at once (an app-level word filter: a legend click acts on
-its own figure only). Every layer a model's panels show is read from the store in one
+``render_results`` draws every panel of the page as ONE Plotly figure
+(``figures.grid_figure``): a section per header (one per model, or "Layers
+concatenated"), its panels as subplots under it. So one compact legend under the plots
+hides (click) or isolates (double-click) a word in every panel at once, 2D and 3D, and
+all WebGL panels share one context (the browser keeps ~16, separate charts would
+blank). What is marked is the same in every panel: the clicked clip (black ring), its
+nearest neighbours in the chosen panel's original space (orange), a box or lasso
+selection (blue: drawn in any 2D panel, brushed into all of them) and the clips matching
+the highlight text (pink). Hidden words (the app-level word filter, kept in the URL) are
+left out of every panel. Every layer a model's panels show is read from the store in one
 pass first. The numbers come from :mod:`ui.cached`.
 """
 
@@ -21,29 +22,13 @@ from embedviz.viewstate import MAX_URL_SELECTION, ViewSettings
 from ui import cached, widgets
 from ui.explore_steps import BRUSH_KEY, CLIP_KEY, SPACE_KEY
 
-#: Browsers keep about 16 WebGL contexts per page and a Plotly Scattergl chart takes about
-#: two: up to this many panels each is its own chart; past it, each section's 2D panels are
-#: one figure of subplots (one context, one shared legend; see ``_grid``) when they are
-#: WebGL-sized, and separate SVG charts when they are small. 3D scenes take a context each
-#: and are drawn as their own charts, so many 3D panels can still blank.
-MAX_WEBGL_PANELS = 6
-#: More words than this and a section's 2D panels share one figure too: 35 words make a
-#: legend per panel as tall as the plot, and a legend click would hide the word in one
-#: panel only; the grid's single legend hides (double-click: isolates) it in all of them.
-MAX_WORDS_PER_PANEL_LEGEND = 12
-
-
-def _on_select(chart_key: str, model: str, layers: tuple[str, ...]) -> None:
-    """Plot selection callback: a click picks a clip (and this panel for its neighbours);
-    a box or lasso selects many clips, brushed into every panel."""
-    event = st.session_state.get(chart_key) or {}
-    selection = event.get("selection", {}) if event else {}
-    ids = [str(p["customdata"][0]) for p in selection.get("points", []) if p.get("customdata")]
-    if selection.get("box") or selection.get("lasso"):
-        st.session_state[BRUSH_KEY] = list(dict.fromkeys(ids))
-    elif ids:
-        st.session_state[CLIP_KEY] = ids[0]
-        st.session_state[SPACE_KEY] = (model, layers)
+#: Up to this many panels each panel's full numbers are listed under the figure; more go
+#: in an expander (the subplot titles carry k-NN, silhouette and trust anyway).
+MAX_LISTED_NUMBERS = 6
+#: Plot-area height of a 2D panel and of a 3D scene, in pixels.
+PANEL_PX, SCENE_PX = 260, 340
+#: Key of the page's one figure (its selection events go to :func:`_on_select`).
+CHART_KEY = "ex_panels"
 
 
 def _clear_clip() -> None:
@@ -109,94 +94,107 @@ NUMBERS_HELP = (
 RESULTS_WIDTH_PX = 760
 
 
-def _panel(view, status, name, layers, reduction, colors, coords, marks, width_px: int, webgl=None, own=None) -> None:
-    """One plot: the projection of a model's layer (or concatenated layers) with its numbers."""
-    from embedviz.figures import add_own_clip, compact_legend, scatter_figure, title_for
-
-    data = _panel_data(view, status, name, layers, reduction, coords)
-    if data is None:
-        return
-    p, coords, clips = data
-    title = title_for(cached.model_label(name), "+".join(layers), view.pooling, p.projection or reduction)
-    fig = scatter_figure(
-        coords, clips["clip_id"], clips["word"], clips["speaker"], color_by=view.color_by,
-        # model / layer and pooling / projection on three lines: narrow panels cut long titles.
-        title="<br>".join(title.split(" · ", 1)).replace(" pooling · ", " pooling<br>", 1),
-        colors=colors, webgl=webgl,
-    )
-    n_speakers = clips["speaker"].nunique()
-    # Many speakers would bury the plot under its legend; hover names each point's speaker.
-    show_legend = view.color_by == "word" or n_speakers <= 12
-    legend, legend_px = compact_legend(len(fig.data) if show_legend else 0, width_px)
-    fig.update_layout(
-        height=360 + legend_px, title={"font": {"size": 12}}, legend=legend, showlegend=show_legend,
-        margin={"l": 10, "r": 10, "t": 80, "b": 10 + legend_px},
-    )
-    if view.dims == 2:
-        fig.update_xaxes(title_text=None)
-        fig.update_yaxes(title_text=None)
-    widgets.mark_clips(fig, coords, clips["clip_id"], marks)
-    if own is not None:  # the user's own clip (ui.own_clip), placed on this panel's projection
-        add_own_clip(fig, own)
-    chart_key = f"plot::{name}::{'+'.join(layers)}"
-    st.plotly_chart(
-        fig, key=chart_key, on_select=lambda k=chart_key, m=name, ls=layers: _on_select(k, m, ls),
-        selection_mode=("points", "box", "lasso") if view.dims == 2 else "points", config={"displaylogo": False},
-    )
-    st.caption(_numbers_caption(p, n_speakers, view), help=NUMBERS_HELP)
+def _section_columns(n_panels: int, dims: int) -> int:
+    """2 or 4 panels as 2 per row (no orphan), otherwise 3; 3D scenes need more room."""
+    return 2 if n_panels in (2, 4) or dims == 3 else min(n_panels, 3)
 
 
-def _grid(view, status, header, section, reduction, colors, aligned, marks, own=None) -> None:
-    """Every 2D panel of a section in ONE figure (subplots): one WebGL context whatever the
-    number of panels (separate charts blank past the browser's ~16 contexts), and one
-    legend whose clicks hide (double-click: isolate) a word in every panel."""
+def _aligned(view: ViewSettings, status, section, reduction) -> list:
+    """Each panel's coordinates rotated onto the section's first (Procrustes), or None each."""
+    if view.layer_mode != "individual" or view.align != "on" or len(section) < 2:
+        return [None] * len(section)
+    sels = tuple(cached.LayerSelection(status[m][0], ls, view.pooling) for m, ls in section)
+    try:
+        if all(cached.plan(sel, reduction).ok for sel in sels):
+            return list(cached.aligned_coords(sels, reduction))
+    except EmbedvizError:
+        pass  # each panel reports its own error
+    return [None] * len(section)
+
+
+def _drawable(view, status, panels, reduction, extracted: set) -> list[tuple[str, list, int]]:
+    """``(header, [((model, layers), data, coords, clips)], columns)`` per section with a
+    drawable panel; the others say why here (not extracted, over the projection budget,
+    an error), and a section without any drawable panel is left out, header and all."""
+    sections = []
+    for header, section in panels:
+        for name in dict.fromkeys(m for m, _ in section):
+            if name in status and name not in extracted:
+                st.info(f"{cached.model_label(name)}: extracting… (progress above); plots appear when done."
+                        if widgets.job_running() else
+                        f"{cached.model_label(name)}: not extracted yet; press **Extract** to compute "
+                        f"{status[name][2]} clip(s).")
+        section = [(m, ls) for m, ls in section if m in extracted]
+        here = []
+        for (name, layers), coords in zip(section, _aligned(view, status, section, reduction)):
+            data = _panel_data(view, status, name, layers, reduction, coords)
+            if data is not None:
+                here.append(((name, tuple(layers)), *data))
+        if here:
+            sections.append((header, here, _section_columns(len(section), view.dims)))
+    return sections
+
+
+def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=None) -> None:
+    """Every drawable panel of the page in ONE figure, then each panel's numbers."""
     import plotly.graph_objects as go
 
-    from embedviz.figures import Panel, add_own_clip, grid_figure, panel_of_traces, panel_subtitle
+    from embedviz.figures import Panel, Section, add_own_clip, add_to_panel, grid_figure, panel_of_traces, panel_subtitle
 
-    drawn = []
-    for (name, layers), coords in zip(section, aligned):
-        data = _panel_data(view, status, name, layers, reduction, coords)
-        if data is not None:
-            drawn.append(((name, layers), *data))
+    sections = _drawable(view, status, panels, reduction, extracted)
+    drawn = [panel for _, here, _ in sections for panel in here]
     if not drawn:
         return
-    n_cols = 3
-    panels = [
-        Panel(f"{cached.model_label(name)} · {'+'.join(layers)}", coords, clips["clip_id"], clips["word"],
-              clips["speaker"], subtitle=panel_subtitle({"knn_accuracy": p.knn, "silhouette": p.silhouette}))
-        for (name, layers), p, coords, clips in drawn
-    ]
-    fig = grid_figure(panels, n_cols, color_by=view.color_by, colors=colors, width_px=RESULTS_WIDTH_PX,
-                      panel_height=320)
-    if view.color_by == "speaker" and max(clips["speaker"].nunique() for *_, clips in drawn) > 12:
-        fig.update_layout(showlegend=False, margin={"b": 20}, height=60 + 320 * -(-len(panels) // n_cols))
+    # One title for the pooling and projection when every panel used the same parameters
+    # (t-SNE / UMAP clip them for small samples): panel titles stay short in narrow columns.
+    used = {p.projection or reduction.describe() for _, p, _, _ in drawn}
+    shared = used.pop() if len(used) == 1 else ""
+    figure_sections = []
+    for header, here, n_cols in sections:
+        figure_sections.append(Section(header, [
+            # A section per model names it once in its header; "Layers concatenated" panels name theirs.
+            Panel(("" if header == cached.model_label(name) else f"{cached.model_label(name)} · ")
+                  + f"layer {'+'.join(layers)}" + ("" if shared else f"<br>{p.projection or reduction.describe()}"),
+                  coords, clips["clip_id"], clips["word"], clips["speaker"],
+                  subtitle=panel_subtitle({"knn_accuracy": p.knn, "silhouette": p.silhouette, "trustworthiness": p.trust}))
+            for (name, layers), p, coords, clips in here
+        ], n_cols))
+    # Many speakers would bury the plots under their legend; hover names each point's speaker.
+    show_legend = view.color_by == "word" or max(clips["speaker"].nunique() for *_, clips in drawn) <= 12
+    fig = grid_figure(
+        figure_sections, color_by=view.color_by, colors=colors, width_px=RESULTS_WIDTH_PX,
+        panel_height=SCENE_PX if view.dims == 3 else PANEL_PX, show_legend=show_legend,
+        extra_legend_entries=int(any((own or {}).get(space) is not None for space, *_ in drawn)),
+        title=f"{view.pooling} pooling" + (f" · {shared}" if shared else ""),
+    )
     starred = False
     for i, (space, _, coords, clips) in enumerate(drawn):
-        rings = go.Figure()
-        widgets.mark_clips(rings, coords, clips["clip_id"], marks)
-        point = (own or {}).get((space[0], tuple(space[1])))
-        if point is not None:  # the user's own clip, one legend entry for the whole grid
-            add_own_clip(rings, point)
-            rings.data[-1].update(legendgroup="own clip", showlegend=not starred)
+        overlay = go.Figure()
+        widgets.mark_clips(overlay, coords, clips["clip_id"], marks)
+        point = (own or {}).get(space)
+        if point is not None:  # the user's own clip: a star in every panel, one legend entry for all
+            add_own_clip(overlay, point)
+            overlay.data[-1].update(legendgroup="own clip", showlegend=show_legend and not starred)
             starred = True
-        for trace in rings.data:
-            fig.add_trace(trace, row=i // n_cols + 1, col=i % n_cols + 1)
+        add_to_panel(fig, i, overlay.data)
     spaces = tuple(space for space, *_ in drawn)
     owner = tuple(panel_of_traces(fig))
-    chart_key = f"grid::{header}"
     st.plotly_chart(
-        fig, key=chart_key, on_select=lambda: _on_grid_select(chart_key, spaces, owner),
-        selection_mode=("points", "box", "lasso"), config={"displaylogo": False},
+        fig, key=CHART_KEY, on_select=lambda: _on_select(CHART_KEY, spaces, owner),
+        selection_mode=("points", "box", "lasso") if view.dims == 2 else "points", config={"displaylogo": False},
     )
-    with st.expander("Numbers of every panel", expanded=False):
+    listed = st.container() if len(drawn) <= MAX_LISTED_NUMBERS else st.expander(
+        f"Numbers of all {len(drawn)} panels", expanded=False)
+    with listed:
         for (name, layers), p, _, clips in drawn:
             prefix = f"{cached.model_label(name)} · {'+'.join(layers)}: "
             st.caption(_numbers_caption(p, clips["speaker"].nunique(), view, prefix), help=NUMBERS_HELP)
 
 
-def _on_grid_select(chart_key: str, spaces: tuple, owner: tuple[int, ...]) -> None:
-    """Like :func:`_on_select`, for a grid: the clicked trace's panel gives the neighbours' space."""
+def _on_select(chart_key: str, spaces: tuple, owner: tuple[int, ...]) -> None:
+    """The figure's selection callback: a click picks a clip, and the clicked trace's panel
+    (``owner[curve]`` indexes ``spaces``) gives the space of its neighbours; a box or lasso
+    selects many clips, brushed into every panel."""
     event = st.session_state.get(chart_key) or {}
     selection = event.get("selection", {}) if event else {}
     points = [p for p in selection.get("points", []) if p.get("customdata")]
@@ -236,7 +234,7 @@ def _read_stored_layers(view: ViewSettings, panels, status: dict, extracted: set
 def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: dict, words_df, own=None) -> None:
     """The panels (left) and the selected clip with its neighbours (right); ``own`` maps a
     panel ``(model, layers)`` to the user's own clip's point there (drawn as a star)."""
-    from embedviz.figures import WEBGL_MIN_POINTS, word_colors
+    from embedviz.figures import word_colors
 
     reduction = view.reduction_settings()
     # Colours from the dataset's whole word list: a word keeps its colour whatever else is chosen.
@@ -245,43 +243,10 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
     nn = _neighbours(view, status)
     marks = _marks(view, sample, nn)
     extracted = {m for m, (_, missing, total) in status.items() if missing < total}
-    n_panels = sum(len(section) for _, section in panels)
     _read_stored_layers(view, panels, status, extracted)
     results, side = st.columns([3, 1], gap="medium")
     with results:
-        for header, section in panels:
-            st.markdown(f"#### {header}")
-            for name in dict.fromkeys(m for m, _ in section):
-                if name in status and name not in extracted:
-                    st.info(f"{cached.model_label(name)}: extracting… (progress above); plots appear when done."
-                            if widgets.job_running() else
-                            f"{cached.model_label(name)}: not extracted yet; press **Extract** to compute "
-                            f"{status[name][2]} clip(s).")
-            section = [(m, ls) for m, ls in section if m in extracted]
-            if not section:
-                continue
-            # 2 or 4 panels as 2 per row (no orphan), otherwise 3; 3D scenes need more room.
-            n_cols = 2 if len(section) in (2, 4) or view.dims == 3 else min(len(section), 3)
-            aligned = [None] * len(section)
-            if view.layer_mode == "individual" and view.align == "on" and len(section) > 1:
-                sels = tuple(cached.LayerSelection(status[m][0], ls, view.pooling) for m, ls in section)
-                try:
-                    if all(cached.plan(sel, reduction).ok for sel in sels):
-                        aligned = list(cached.aligned_coords(sels, reduction))
-                except EmbedvizError:
-                    pass  # each panel reports its own error below
-            many_words = view.color_by == "word" and len(view.words) - len(view.hide) > MAX_WORDS_PER_PANEL_LEGEND
-            # Small clouds are SVG (no WebGL context), so many small panels can stay separate charts.
-            many_webgl = n_panels > MAX_WEBGL_PANELS and len(sample) >= WEBGL_MIN_POINTS
-            if view.dims == 2 and len(section) > 1 and (many_webgl or many_words):
-                _grid(view, status, header, section, reduction, colors, aligned, marks, own)
-                continue
-            cols = st.columns(n_cols)
-            for i, (name, layers) in enumerate(section):
-                with cols[i % n_cols]:
-                    _panel(view, status, name, layers, reduction, colors, aligned[i], marks, RESULTS_WIDTH_PX // n_cols,
-                           webgl=None if n_panels <= MAX_WEBGL_PANELS else False,
-                           own=(own or {}).get((name, tuple(layers))))
+        _figure(view, status, panels, reduction, colors, marks, extracted, own)
     with side:
         _clip_side(view, sample, nn)
     _selection_table(view, sample)

@@ -18,6 +18,21 @@ def widget(at, kind: str, key: str):
     return getattr(at, kind)(key=key)
 
 
+def figure(at) -> dict | None:
+    """The page's one figure of every panel (None when nothing is drawn)."""
+    import json
+
+    charts = at.get("plotly_chart")
+    assert len(charts) <= 1, f"{len(charts)} charts: every panel belongs in one figure"
+    return json.loads(charts[0].proto.spec) if charts else None
+
+
+def panel_titles(at) -> list[str]:
+    """The title of each drawn panel, in panel order (section headers left out)."""
+    spec = figure(at)
+    return [a["text"] for a in spec["layout"].get("annotations", []) if a.get("name") == "panel title"] if spec else []
+
+
 def test_defaults_show_every_step_and_write_the_url(env) -> None:
     at = new_app()
     at.run(timeout=30)
@@ -136,8 +151,7 @@ def test_extract_baseline_then_plots_come_from_the_store(env) -> None:
     no_exception(at)
     assert any("Extraction finished" in s for s in texts(at.success))
     assert any("8 computed, 0 already stored" in s for s in texts(at.success))
-    charts = at.get("plotly_chart")
-    assert len(charts) == 2  # logmel, mfcc
+    assert [t.split("<br>")[0] for t in panel_titles(at)] == ["layer logmel", "layer mfcc"]
     captions = " ".join(texts(at.caption))
     assert captions.count("k-NN accuracy") == 2 and "silhouette" in captions
     assert next(b for b in at.button if b.label == "Extract").disabled  # nothing left to compute
@@ -148,13 +162,13 @@ def test_extract_baseline_then_plots_come_from_the_store(env) -> None:
     widget(at, "segmented_control", "ex_method").set_value("tsne").run()
     no_exception(at)
     assert "_ev_job" not in at.session_state
-    assert len(at.get("plotly_chart")) == 2
+    assert len(panel_titles(at)) == 2
 
     # A fresh session opening the same URL shows the plots at once.
     again = new_app(dict(at.query_params))
     again.run()
     no_exception(again)
-    assert len(again.get("plotly_chart")) == 2
+    assert len(panel_titles(again)) == 2
 
 
 def test_extract_tiny_local_model_and_show_a_clip_with_neighbours(env, local_model: Path) -> None:
@@ -169,7 +183,7 @@ def test_extract_tiny_local_model_and_show_a_clip_with_neighbours(env, local_mod
     wait_for_job(at)
     no_exception(at)
     assert not at.error, texts(at.error)
-    assert len(at.get("plotly_chart")) == len(layers.value)
+    assert len(panel_titles(at)) == len(layers.value)
 
     # A clip in the URL (as a click on a point would put there) plays with its neighbours.
     from ui import cached
@@ -287,7 +301,7 @@ def test_broken_model_folder_and_unreadable_clips_show_clear_messages(env, local
     assert skipped and "1 clip(s) skipped" in skipped[0].label
     assert "deadbeef_nohash_0.wav" in skipped[0].dataframe[0].value.to_string()
     # The baseline still plots the 6 readable clips.
-    assert len(at.get("plotly_chart")) == 2
+    assert len(panel_titles(at)) == 2
 
 
 def test_first_paint_does_not_import_torch(tmp_path: Path) -> None:
@@ -330,7 +344,7 @@ def test_a_projection_over_the_budget_is_refused_with_its_cost(env, monkeypatch)
     at.run()
     next(b for b in at.button if b.label == "Extract").click().run()
     wait_for_job(at)
-    assert len(at.get("plotly_chart")) == 2
+    assert len(panel_titles(at)) == 2
     # t-SNE priced far over the server's budget (as at 100,000 points): nothing is projected.
     monkeypatch.setattr(reduction, "estimate_seconds", lambda method, n, d, dims: 1e5 if method == "tsne" else 0.1)
     widget(at, "segmented_control", "ex_method").set_value("tsne").run()
@@ -340,30 +354,35 @@ def test_a_projection_over_the_budget_is_refused_with_its_cost(env, monkeypatch)
     assert len(at.get("plotly_chart")) == 0
 
 
-def test_many_words_share_one_figure_with_one_legend(env, monkeypatch) -> None:
-    """Past MAX_WORDS_PER_PANEL_LEGEND words (35 in Speech Commands) a section's 2D panels are
-    subplots of one figure: one legend for every panel, one WebGL context."""
-    import json
-
-    from ui import explore_results
-
-    at = new_app(MEL_PARAMS)
+def test_every_panel_of_the_page_is_one_figure_with_one_legend(env, local_model: Path) -> None:
+    """Two models (two sections) and their layers are subplots of ONE figure: each word has
+    one legend entry for all panels (a click hides it everywhere), each panel's numbers
+    stay visible (a click in the browser: tests/e2e/test_legend_browser.py)."""
+    at = new_app({"model": ["baseline:mel", str(local_model)], "layers": ["logmel,mfcc", "default"],
+                  "words": "yes,no", "n": "3"})
     at.run()
     next(b for b in at.button if b.label == "Extract").click().run()
     wait_for_job(at)
-    assert len(at.get("plotly_chart")) == 2  # 2 words: a chart per panel
-    monkeypatch.setattr(explore_results, "MAX_WORDS_PER_PANEL_LEGEND", 1)
-    at.run()
     no_exception(at)
-    charts = at.get("plotly_chart")
-    assert len(charts) == 1
-    spec = json.loads(charts[0].proto.spec)
-    axes = {t.get("xaxis", "x") for t in spec["data"]}
-    assert axes == {"x", "x2"}  # logmel and mfcc, side by side
-    shown = [t["name"] for t in spec["data"] if t.get("showlegend", True) and t.get("customdata")]
-    assert sorted(shown) == ["no", "yes"]  # each word once, for both panels
+    tiny = at.multiselect(key=f"ex_layers::{local_model}").value
+    spec = figure(at)
+    headers = [a["text"] for a in spec["layout"]["annotations"] if a.get("name") == "section header"]
+    assert headers == ["<b>Log-mel / MFCC baseline</b>", "<b>tiny-wav2vec2</b>"]
+    n_panels = 2 + len(tiny)
+    assert len(panel_titles(at)) == n_panels and all("kNN" in t and "trust" in t for t in panel_titles(at))
+    data = [t for t in spec["data"] if t.get("customdata")]
+    assert {t.get("xaxis", "x") for t in data} == {"x"} | {f"x{k}" for k in range(2, n_panels + 1)}
+    shown = [t["name"] for t in data if t.get("showlegend", True)]
+    assert sorted(shown) == ["no", "yes"]  # each word once, for every panel
+    assert all(t["legendgroup"] == t["name"] for t in data)
     assert spec["layout"]["legend"]["orientation"] == "h"
-    assert " ".join(texts(at.caption)).count("k-NN accuracy") == 2  # every panel's numbers
+    assert spec["layout"]["legend"]["yref"] == "container"  # under the plots
+    assert " ".join(texts(at.caption)).count("k-NN accuracy") == n_panels  # every panel's numbers, shown
+    assert not [e for e in at.expander if "Numbers" in e.label]
+    # tiny-wav2vec2's panels start a row of their own, under the baseline's two.
+    layout = spec["layout"]
+    assert layout["yaxis3"]["domain"][1] < layout["yaxis2"]["domain"][0]
+    assert layout["yaxis"]["domain"] == layout["yaxis2"]["domain"]
 
 
 def test_a_view_reads_all_its_layers_in_one_store_pass(env, monkeypatch) -> None:
@@ -385,5 +404,5 @@ def test_a_view_reads_all_its_layers_in_one_store_pass(env, monkeypatch) -> None
     monkeypatch.setattr(views, "read_vectors", counting)
     widget(at, "segmented_control", "ex_pool").set_value("max").run()  # a new pooling: nothing cached
     no_exception(at)
-    assert len(at.get("plotly_chart")) == 2
+    assert len(panel_titles(at)) == 2
     assert calls == [("logmel", "mfcc")]

@@ -3,7 +3,8 @@
 Everything runs offline on the bundled demo dataset with the tiny random models of the
 session's model root (see ``conftest.py``): open the app, choose models, words and clips
 per word through the real widgets, press Extract and watch the progress bar, check the
-Plotly charts really drew their points, click a point to hear its clip and its nearest
+Plotly figure really drew every panel's points (all panels are subplots of ONE figure,
+``explore_figure.py``), click a point to hear its clip and its nearest
 neighbours, open the shared URL in a fresh browser context (the same view, no
 extraction), visit Layer analysis and Data & cache through the sidebar, and finally feed
 the app a hostile URL.
@@ -20,17 +21,16 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
-from io import BytesIO
 from itertools import chain
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
-import numpy as np
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
 from embedviz.viewstate import ViewSettings
+from tests.e2e.explore_figure import GET_PANELS, explore_figure, isolated_point, panel_pixels
 
 pytestmark = pytest.mark.e2e
 
@@ -52,26 +52,13 @@ EXTRACT_TIMEOUT = 180_000  # ms: the first extraction imports torch and loads th
 WATCH_WEBGL = """document.addEventListener('webglcontextlost',
     e => e.target && e.target.setAttribute && e.target.setAttribute('data-webgl-lost', '1'), true);"""
 
-GET_PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
-    // Ring overlays (clicked clip, its neighbours, a box/lasso selection, search hits) are not data.
-    const rings = ['selected', 'neighbours', 'brushed', 'found'];
-    const data = (gd._fullData || []).filter(t => !rings.includes(t.name));
-    return {
-        title: String((gd._fullLayout && gd._fullLayout.title && gd._fullLayout.title.text) || ''),
-        nTraces: (gd.data || []).length,
-        types: data.map(t => t.type),
-        names: data.map(t => t.name),
-        nPoints: data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0),
-        clips: data.flatMap(t => t.customdata ? Array.from(t.customdata, c => String(c[0])) : []),
-        words: data.flatMap(t => t.customdata ? Array.from(t.customdata, c => String(c[1])) : []),
-        canvases: gd.querySelectorAll('canvas').length,
-        svgTraces: gd.querySelectorAll('.scatterlayer .trace').length,
-        ringed: (gd._fullData || []).some(t => t.name === 'selected'),
-        coords: data.filter(t => t.customdata && t.x && t.y).map(t => Array.from(t.x, (x, i) => [
-            String(t.customdata[i][0]), +(+x).toFixed(4), +(+t.y[i]).toFixed(4)])),
-        lostContexts: gd.querySelectorAll('canvas[data-webgl-lost]').length,
-    };
-})"""
+#: Every chart of a page other than Explore (Explore's one figure: ``explore_figure.GET_PANELS``).
+GET_PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
+    title: String((gd._fullLayout && gd._fullLayout.title && gd._fullLayout.title.text) || ''),
+    names: (gd._fullData || []).map(t => t.name),
+    nPoints: (gd._fullData || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0),
+    svgTraces: gd.querySelectorAll('.scatterlayer .trace').length,
+}))"""
 
 
 # ---------------------------------------------------------------------- helpers
@@ -200,92 +187,44 @@ def status_lines(page: Page) -> str:
     return "\n".join(page.get_by_text("clip(s) to compute").all_inner_texts())
 
 
-def coloured_pixels(gd: Locator) -> int:
-    """Saturated pixels inside a Plotly chart's plot area: the markers, drawn by WebGL for Scattergl."""
-    from PIL import Image
-
-    area = gd.evaluate("gd => gd._fullLayout._size")  # plot area, relative to the chart div
-    image = Image.open(BytesIO(gd.screenshot())).convert("RGB")
-    scale = image.width / max(1.0, gd.evaluate("gd => gd.getBoundingClientRect().width"))
-    box = tuple(int(v * scale) for v in (area["l"], area["t"], area["l"] + area["w"], area["t"] + area["h"]))
-    pixels = np.asarray(image.crop(box), dtype=np.int16)
-    return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum())
-
-
-def expect_plots_drawn(page: Page, n_plots: int, where: str) -> list[dict]:
-    """``n_plots`` Plotly charts with data (clip ids in customdata) and visibly drawn points."""
+def expect_plots_drawn(page: Page, n_panels: int, where: str) -> list[dict]:
+    """Explore's one figure with ``n_panels`` panels of data (clip ids in customdata) and visibly drawn points."""
     plots = page.locator(".js-plotly-plot")
-    expect(plots, f"{where}: {n_plots} charts").to_have_count(n_plots, timeout=60_000)
+    expect(plots, f"{where}: one figure for every panel").to_have_count(1, timeout=60_000)
     deadline = time.monotonic() + 30
-    info = page.evaluate(GET_PLOTS)
-    while time.monotonic() < deadline and not all(p["nPoints"] == N_CLIPS for p in info):
+    info = page.evaluate(GET_PANELS)
+    while time.monotonic() < deadline and not (len(info) == n_panels and all(p["nPoints"] == N_CLIPS for p in info)):
         page.wait_for_timeout(300)
-        info = page.evaluate(GET_PLOTS)
+        info = page.evaluate(GET_PANELS)
+    assert len(info) == n_panels, f"{where}: {len(info)} panels, not {n_panels}: {[p['title'] for p in info]}"
     for i, p in enumerate(info):
-        assert p["nTraces"] > 0, f"{where}: chart {i} ({p['title']}) has no data"
-        assert p["nPoints"] == N_CLIPS, f"{where}: chart {i} ({p['title']}) has {p['nPoints']} points, not {N_CLIPS}"
+        assert p["nPoints"] == N_CLIPS, f"{where}: panel {i} ({p['title']}) has {p['nPoints']} points, not {N_CLIPS}"
         assert len(p["clips"]) == N_CLIPS and all(re.fullmatch(r"[^/]+/[^/]+", c) for c in p["clips"]), (
-            f"{where}: chart {i} customdata does not carry clip ids: {p['clips'][:3]}"
+            f"{where}: panel {i} customdata does not carry clip ids: {p['clips'][:3]}"
         )
-        assert set(p["words"]) == set(WORDS), f"{where}: chart {i} shows words {sorted(set(p['words']))}"
-        if any(t == "scattergl" for t in p["types"]):
-            assert p["canvases"] > 0, f"{where}: Scattergl chart {i} has no canvas"
-        else:
-            assert p["svgTraces"] > 0, f"{where}: chart {i} drew no SVG trace"
+        assert set(p["words"]) == set(WORDS), f"{where}: panel {i} shows words {sorted(set(p['words']))}"
+    gd = explore_figure(page)
+    if any("scattergl" in p["types"] for p in info):
+        assert gd.locator("canvas").count() > 0, f"{where}: Scattergl panels without a canvas"
+    else:
+        assert gd.locator(".scatterlayer .trace").count() > 0, f"{where}: no SVG trace drawn"
     # The markers must really be painted (WebGL works in headless chromium, or Plotly says it does not).
     body = page.locator("body").inner_text()
     assert "WebGL is not supported" not in body, f"{where}: Plotly could not use WebGL"
+    gd.scroll_into_view_if_needed()
     deadline = time.monotonic() + 15
     while True:
-        counts = [coloured_pixels(plots.nth(i)) for i in range(n_plots)]
+        counts = panel_pixels(gd, n_panels)
         if all(c >= 40 for c in counts) or time.monotonic() > deadline:
             break
         page.wait_for_timeout(500)
-    blank = [f"chart {i} ({info[i]['title']}): {c} coloured px" for i, c in enumerate(counts) if c < 40]
-    if blank:
-        lost = [(i, p["lostContexts"]) for i, p in enumerate(page.evaluate(GET_PLOTS)) if p["lostContexts"]]
-        scattergl = sum(1 for p in info if "scattergl" in p["types"])
-        why = (
-            f"WebGL contexts lost (chart, count): {lost}; Scattergl charts on the page: {scattergl}. Chromium keeps "
-            "at most 16 live WebGL contexts per page and Plotly's Scattergl uses two per chart (more while "
-            "re-rendering), so the oldest charts go blank: an app bug (2D panels should be SVG go.Scatter)."
-            if lost
-            else "No WebGL context was lost."
-        )
-        raise AssertionError(
-            f"{where}: {len(blank)} of {n_plots} charts show no points although their data is there:\n  "
-            + "\n  ".join(blank)
-            + "\n"
-            + why
-        )
-    return info
-
-
-def isolated_point(gd: Locator) -> dict:
-    """Viewport pixel position and customdata of the point of a 2D chart farthest from its neighbours.
-
-    Positions come from Plotly's own axis maps (``l2p`` plus the axis offsets and the chart's box),
-    so a click there lands on that point and on no other.
-    """
-    return gd.evaluate(
-        """gd => {
-            const fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis, r = gd.getBoundingClientRect();
-            const pts = [];
-            for (const tr of gd._fullData) {
-                if (['selected', 'neighbours', 'brushed', 'found'].includes(tr.name) || !tr.customdata) continue;
-                for (let i = 0; i < tr.x.length; i++) {
-                    pts.push({x: r.left + xa._offset + xa.l2p(tr.x[i]), y: r.top + ya._offset + ya.l2p(tr.y[i]),
-                              customdata: Array.from(tr.customdata[i], String)});
-                }
-            }
-            let best = null;
-            for (const p of pts) {
-                p.gap = Math.min(...pts.filter(q => q !== p).map(q => Math.hypot(p.x - q.x, p.y - q.y)));
-                if (!best || p.gap > best.gap) best = p;
-            }
-            return {...best, left: r.left, top: r.top, width: r.width, height: r.height};
-        }"""
+    blank = [f"panel {i} ({info[i]['title']}): {c} coloured px" for i, c in enumerate(counts) if c < 40]
+    lost = gd.locator("canvas[data-webgl-lost]").count()
+    assert not blank, (
+        f"{where}: {len(blank)} of {n_panels} panels show no points although their data is there:\n  "
+        + "\n  ".join(blank) + f"\nWebGL contexts lost: {lost}"
     )
+    return info
 
 
 def selected_clip_panel(page: Page) -> Locator:
@@ -391,7 +330,7 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
     expect(extract).to_be_enabled()
     assert_clean(page, "after choosing")
 
-    # 3. Extract: the progress bar shows, then every chosen layer gets a drawn chart.
+    # 3. Extract: the progress bar shows, then every chosen layer gets a drawn panel.
     t0 = time.monotonic()
     extract.click()
     progress = page.get_by_test_id("stProgress")
@@ -424,7 +363,7 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
     timings["extract -> plots"] = time.monotonic() - t0
     titles = " | ".join(p["title"] for p in info)
     for label in (BASELINE_LABEL, *TINY):
-        assert label in titles, f"no chart of {label}: {titles}"
+        assert label in titles, f"no panel of {label}: {titles}"
     lines = status_lines(page)
     for label in (BASELINE_LABEL, *TINY):
         assert re.search(rf"{re.escape(label)}: 0 clip\(s\) to compute, {N_CLIPS} already stored", lines), lines
@@ -440,7 +379,7 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
     wait_idle(page)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        titles = [p["title"] for p in page.evaluate(GET_PLOTS)]
+        titles = [p["title"] for p in page.evaluate(GET_PANELS)]
         if titles and all("max pooling" in t and "t-SNE" in t for t in titles):
             break
         page.wait_for_timeout(300)
@@ -448,13 +387,13 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
     assert page.get_by_test_id("stProgress").count() == 0, "changing pooling / projection ran an extraction"
     expect_plots_drawn(page, n_layers, "after max pooling + t-SNE")
 
-    # 4. Click a point of the first 2D chart: the clip, its player and 5 neighbours appear.
-    gd = page.locator(".js-plotly-plot").first
+    # 4. Click a point of the first 2D panel: the clip, its player and 5 neighbours appear.
+    gd = explore_figure(page)
     gd.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     pos = isolated_point(gd)
     clip_id, word, speaker = pos["customdata"][:3]
-    assert pos["gap"] > 6, f"no point of the first chart stands apart from the others: {pos}"
+    assert pos["gap"] > 6, f"no point of the first panel stands apart from the others: {pos}"
     assert pos["left"] < pos["x"] < pos["left"] + pos["width"] and pos["top"] < pos["y"] < pos["top"] + pos["height"], (
         pos
     )
@@ -466,8 +405,8 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
     expect(page).to_have_url(re.compile(r"[?&]clip=" + re.escape(quote(clip_id, safe=""))), timeout=UI_TIMEOUT)
     wait_idle(page)
     expect_clip_card(page, clip_id, word, speaker, "max", "after the click")
-    ringed = [p["ringed"] for p in page.evaluate(GET_PLOTS)]
-    assert all(ringed), f"the picked clip is not ringed in every chart: {ringed}"
+    ringed = [p["ringed"] for p in page.evaluate(GET_PANELS)]
+    assert all(ringed), f"the picked clip is not ringed in every panel: {ringed}"
     assert_clean(page, "after the click")
     shot(page, screenshots, "04-clicked.png")
 
@@ -480,7 +419,7 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
         other.set_default_timeout(60_000)
         t0 = time.monotonic()
         other.goto(shared)
-        expect(other.locator(".js-plotly-plot")).to_have_count(n_layers, timeout=60_000)
+        other.wait_for_function(f"() => ({GET_PANELS})().length === {n_layers}", timeout=60_000)
         timings["shared URL -> plots"] = time.monotonic() - t0
         wait_idle(other)
         assert other.get_by_test_id("stProgress").count() == 0, "the shared URL started an extraction"
@@ -500,10 +439,10 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
         assert checked(other, "Pooling") == ["max"] and checked(other, "Projection") == ["t-SNE"]
         assert switches(other) == switches(page), (switches(other), switches(page))
         shared_info = expect_plots_drawn(other, n_layers, "shared URL")
-        # The very same pictures: same charts, same clips at the same projected positions.
-        mine = {p["title"]: sorted(map(tuple, chain.from_iterable(p["coords"]))) for p in page.evaluate(GET_PLOTS)}
+        # The very same pictures: same panels, same clips at the same projected positions.
+        mine = {p["title"]: sorted(map(tuple, chain.from_iterable(p["coords"]))) for p in page.evaluate(GET_PANELS)}
         theirs = {p["title"]: sorted(map(tuple, chain.from_iterable(p["coords"]))) for p in shared_info}
-        assert theirs == mine, "the shared URL shows other charts or other projections than the original page"
+        assert theirs == mine, "the shared URL shows other panels or other projections than the original page"
         expect_clip_card(other, clip_id, word, speaker, "max", "shared URL")
         assert query(other.url) == query(shared), f"the app rewrote the shared URL:\n{shared}\n{other.url}"
         assert_clean(other, "shared URL")

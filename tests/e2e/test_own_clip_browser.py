@@ -2,7 +2,7 @@
 
 A new user opens Explore on the demo with the log-mel / MFCC baseline, extracts, uploads
 "yes" spoken by an espeak-ng voice the demo does not have, and sees a star labelled
-"your clip" on every plot and the k-NN vote per panel; then downloads the figures (a zip
+"your clip" on every panel and the k-NN vote per panel; then downloads the figures (a zip
 with plotly.js once) and the embeddings (Parquet equal to the store). Screenshots go to
 ``artifacts/e2e/own-clip-*.png``.
 """
@@ -21,14 +21,14 @@ import pytest
 from playwright.sync_api import Page
 
 from embedviz import export
+from tests.e2e.explore_figure import GET_PANELS, explore_figure
 
 pytestmark = pytest.mark.e2e
 
 PARAMS = "model=baseline:mel&layers=logmel,mfcc&words=yes,no,up,down&n=12"
-STARS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
-    const own = (gd._fullData || []).filter(t => t.name === 'your clip');
-    return own.length ? [own[0].x[0], own[0].y[0], own[0].marker.symbol] : null;
-})"""
+#: The "your clip" point of every panel of Explore's figure (None for a panel without one).
+STARS = f"() => ({GET_PANELS})().map(p => p.stars.length ? p.stars[0] : null)"
+TWO_PANELS = f"() => ({GET_PANELS})().length === 2"
 
 
 def _idle(page: Page, timeout_s: float = 180.0) -> None:
@@ -65,15 +65,17 @@ def test_upload_your_clip_see_the_star_and_vote_then_export(app_url: str, page: 
         extract.click()
         page.wait_for_timeout(1000)
         _idle(page)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 2", timeout=120_000)
+    page.wait_for_function(TWO_PANELS, timeout=120_000)
     assert page.evaluate(STARS) == [None, None]
 
     page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(str(clip))
-    page.wait_for_function(f"() => ({STARS})().every(s => s !== null)", timeout=120_000)
+    page.wait_for_function(f"() => {{ const s = ({STARS})(); return s.length === 2 && s.every(v => v !== null); }}", timeout=120_000)
     _idle(page)
     _clean(page, "after the upload")
     stars = page.evaluate(STARS)
     assert len(stars) == 2 and all(s[2] == "star" for s in stars)
+    # One legend entry for the stars of every panel.
+    assert explore_figure(page).locator(".legend .legendtext", has_text="your clip").count() == 1
     votes = page.get_by_test_id("stTable").filter(has_text="predicted word")
     text = votes.inner_text()
     assert "Log-mel / MFCC baseline · logmel" in text and "Log-mel / MFCC baseline · mfcc" in text
@@ -133,14 +135,14 @@ def test_record_your_clip_with_the_browser_microphone(app_url: str, browser, scr
             extract.click()
             page.wait_for_timeout(1000)
             _idle(page)
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 2", timeout=120_000)
+        page.wait_for_function(TWO_PANELS, timeout=120_000)
         page.get_by_text("Record", exact=True).click()
         _idle(page)
         button = page.get_by_test_id("stAudioInput").get_by_test_id("stAudioInputActionButton")
         button.click()  # start
         page.wait_for_timeout(2500)
         button.click()  # stop: the recording is sent to the app
-        page.wait_for_function(f"() => ({STARS})().every(s => s !== null)", timeout=120_000)
+        page.wait_for_function(f"() => {{ const s = ({STARS})(); return s.length === 2 && s.every(v => v !== null); }}", timeout=120_000)
         _idle(page)
         _clean(page, "after the recording")
         assert "predicted word" in page.get_by_test_id("stTable").first.inner_text()

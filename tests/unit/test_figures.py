@@ -122,10 +122,63 @@ def test_grid_shows_each_word_once_in_the_legend() -> None:
     assert all(t.legendgroup == t.name for t in fig.data)
     titles = [a.text for a in fig.layout.annotations]
     assert any("layer 4" in t and "kNN 0.83" in t for t in titles)
-    # 5 panels on 3 columns: 2 rows of subplots.
+    # 5 panels on 3 columns: 2 rows of subplots, one pair of axes per panel.
     layout = fig.layout.to_plotly_json()
-    assert "xaxis6" in layout and "xaxis7" not in layout
+    assert "xaxis5" in layout and "xaxis6" not in layout
     assert {t.xaxis for t in fig.data} == {"x", "x2", "x3", "x4", "x5"}
+    rows = sorted({tuple(layout[f"yaxis{k}"]["domain"]) for k in ("", "2", "3", "4", "5")}, reverse=True)
+    assert len(rows) == 2 and rows[0][0] > rows[1][1]  # the second row lies below the first
+    assert layout["xaxis4"]["domain"] == layout["xaxis"]["domain"]  # panel 4 starts the second row
+    # Equal units on both axes of every panel: distances in a picture are not stretched.
+    assert all(layout[f"yaxis{k}"]["scaleanchor"] == f"x{k}" for k in ("", "2", "3", "4", "5"))
+
+
+def test_panel_subtitle_names_the_numbers_it_has() -> None:
+    from embedviz.figures import panel_subtitle
+
+    assert panel_subtitle({"knn_accuracy": 0.834, "silhouette": 0.21, "trustworthiness": 0.951}) == (
+        "kNN 0.83 · sil 0.21 · trust 0.95")
+    assert panel_subtitle({"knn_accuracy": 0.5, "trustworthiness": float("nan")}) == "kNN 0.50"
+
+
+def test_grid_sections_start_new_rows_under_their_headers() -> None:
+    from embedviz.figures import Section, add_to_panel, panel_of_traces
+
+    def panels(prefix: str, n: int) -> list[Panel]:
+        return [Panel(f"{prefix}{i}", *sample(seed=i)) for i in range(n)]
+
+    fig = grid_figure([Section("Model A", panels("a", 2), n_cols=2), Section("Model B", panels("b", 3), n_cols=3)],
+                      panel_height=250)
+    layout = fig.layout.to_plotly_json()
+    headers = [a for a in layout["annotations"] if a["name"] == "section header"]
+    titles = [a for a in layout["annotations"] if a["name"] == "panel title"]
+    assert [h["text"] for h in headers] == ["<b>Model A</b>", "<b>Model B</b>"]
+    assert [t["text"] for t in titles] == ["a0", "a1", "b0", "b1", "b2"]  # panel order
+    # Model A: 2 wide; Model B: 3 wide, on its own row under its header, below Model A's panels.
+    width = lambda k: layout[f"xaxis{k}"]["domain"][1] - layout[f"xaxis{k}"]["domain"][0]  # noqa: E731
+    assert width("") > width("3") and abs(width("3") - width("5")) < 1e-9
+    assert layout["yaxis2"]["domain"][0] > headers[1]["y"] >= layout["yaxis3"]["domain"][1]
+    # Heights in pixels: each panel's plot area is panel_height tall whatever the rows.
+    plot_px = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    assert abs((layout["yaxis"]["domain"][1] - layout["yaxis"]["domain"][0]) * plot_px - 250) < 1
+    # One legend entry per word for all sections; overlays land on the panel asked for.
+    assert sorted(t.name for t in fig.data if t.showlegend) == sorted(WORDS)
+    n = len(fig.data)
+    add_to_panel(fig, 3, [go.Scatter(x=[0.0], y=[0.0], name="ring")])
+    assert fig.data[n].xaxis == "x4" and fig.data[n].yaxis == "y4" and panel_of_traces(fig)[n] == 3
+    with pytest.raises(ConfigError, match="not a mix"):
+        grid_figure([Section("A", panels("a", 1)), *panels("b", 1)], 2)
+    with pytest.raises(ConfigError):
+        Section("A", panels("a", 1), n_cols=0)
+    with pytest.raises(ConfigError, match="at least one panel"):
+        grid_figure([Section("A", [])], 2)
+    # 8 entries fill a 760 px row: one more (a user's clip, added later) needs a second row.
+    words8 = [f"w{i}" for i in range(8)]
+    eight = [Panel("p", np.zeros((8, 2)), [f"c{i}" for i in range(8)], words8, ["s"] * 8)]
+    assert (grid_figure(eight, 1, width_px=760, extra_legend_entries=1).layout.margin.b
+            == grid_figure(eight, 1, width_px=760).layout.margin.b + 19)
+    hidden = grid_figure(panels("a", 2), 2, show_legend=False)
+    assert hidden.layout.showlegend is False and hidden.layout.height < fig.layout.height
 
 
 def test_grid_3d_uses_scenes_and_rejects_mixed_dims() -> None:
@@ -133,6 +186,12 @@ def test_grid_3d_uses_scenes_and_rejects_mixed_dims() -> None:
     fig = grid_figure(p3, n_cols=2)
     assert all(isinstance(t, go.Scatter3d) for t in fig.data)
     assert {t.scene for t in fig.data} == {"scene", "scene2"}
+    layout = fig.layout.to_plotly_json()
+    assert layout["scene"]["domain"]["x"][1] < layout["scene2"]["domain"]["x"][0]  # side by side
+    from embedviz.figures import add_to_panel, panel_of_traces
+
+    add_to_panel(fig, 1, [go.Scatter3d(x=[0.0], y=[0.0], z=[0.0], name="ring")])
+    assert fig.data[-1].scene == "scene2" and panel_of_traces(fig)[-1] == 1
     with pytest.raises(ConfigError, match="2D or all 3D"):
         grid_figure([Panel("a", *sample(k=2)), Panel("b", *sample(k=3))], 2)
     with pytest.raises(ConfigError):
@@ -242,7 +301,7 @@ def test_grid_legend_is_compact_and_traces_map_back_to_their_panel() -> None:
     fig = grid_figure(panels, n_cols=3, width_px=760)
     assert fig.layout.legend.orientation == "h"
     # The legend's rows are added below the panels, so the plot keeps its height.
-    assert fig.layout.height > 60 + 300 * 2 and fig.layout.margin.b > 20
+    assert fig.layout.height > 300 * 2 + 5 * 19 and fig.layout.margin.b > 5 * 19
     owner = panel_of_traces(fig)
     assert len(owner) == len(fig.data) and set(owner) == {0, 1, 2, 3}
     for trace, panel in zip(fig.data, owner):
