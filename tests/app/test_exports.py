@@ -71,7 +71,7 @@ def test_every_export_downloads_what_the_page_shows(env, downloads) -> None:
     metrics = pd.read_csv(io.BytesIO(_file(downloads, "Metrics (CSV)")[1]))
     assert list(metrics["layers"]) == ["logmel", "mfcc"] and (metrics["clips"] == 60).all()
     # The k-NN accuracy the page prints under each plot is the one exported.
-    captions = [c for c in texts(at.caption) if c.startswith("k-NN accuracy")]
+    captions = [c for c in texts(at.caption) if "k-NN accuracy" in c]
     assert [f"**{v:.2f}**" in c for v, c in zip(metrics["knn_accuracy"], captions, strict=True)] == [True, True]
 
     with zipfile.ZipFile(io.BytesIO(_file(downloads, "Figures (HTML, zip)")[1])) as zf:

@@ -43,12 +43,20 @@ def _array(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+def _panels(at) -> list[list[dict]]:
+    """The traces of each panel of the page's one figure (panel k: axes x{k+1}, the first x)."""
+    (chart,) = at.get("plotly_chart")
+    spec = json.loads(chart.proto.spec)
+    n = sum(1 for a in spec["layout"].get("annotations", []) if a.get("name") == "panel title")
+    refs = [t.get("scene", "scene")[5:] if t.get("type") == "scatter3d" else t.get("xaxis", "x")[1:] for t in spec["data"]]
+    return [[t for t, ref in zip(spec["data"], refs) if ref == (str(k + 1) if k else "")] for k in range(n)]
+
+
 def _stars(at) -> list[list[float]]:
-    """The "your clip" point of every plot (None for a plot without one)."""
+    """The "your clip" point of every panel (None for a panel without one)."""
     stars = []
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        own = [t for t in spec["data"] if t.get("name") == "your clip"]
+    for traces in _panels(at):
+        own = [t for t in traces if t.get("name") == "your clip"]
         stars.append([_array(own[0]["x"])[0], _array(own[0]["y"])[0]] if own else None)
     return stars
 
@@ -106,10 +114,9 @@ def test_a_stored_clip_uploaded_lands_on_its_own_point_in_aligned_panels(env, po
     clip = open_dataset(None).sample(["yes", "no"], 6, seed=0).iloc[2]
     at.get("file_uploader")[0].set_value((Path(clip["path"]).name, Path(clip["path"]).read_bytes(), "audio/wav")).run()
     no_exception(at)
-    for chart, star in zip(at.get("plotly_chart"), _stars(at), strict=True):
-        spec = json.loads(chart.proto.spec)
+    for traces, star in zip(_panels(at), _stars(at), strict=True):
         own_point = [
-            (_array(t["x"])[i], _array(t["y"])[i]) for t in spec["data"] if t.get("customdata")
+            (_array(t["x"])[i], _array(t["y"])[i]) for t in traces if t.get("customdata")
             for i, c in enumerate(t["customdata"]) if c[0] == clip["clip_id"]
         ]
         assert len(own_point) == 1
