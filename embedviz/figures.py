@@ -838,6 +838,7 @@ MEASURE_LABELS: dict[str, str] = {
     "cluster_nmi": "k-means cluster NMI",
     "abx_across": "word ABX across speakers",
     "abx_distractor": "word ABX, B by X's speaker",
+    "abx_within": "word ABX within speaker",
 }
 
 #: Chance column of each speaker-vs-word curve.
@@ -932,7 +933,7 @@ def measures_figure(table: "pd.DataFrame", *, title: str | None = None) -> "go.F
     """The layer-wise measures against relative depth, one panel each, one colour per
     model: PWCCA with one-hot words, k-means cluster NMI (its chance level dotted), and
     word ABX across speakers (solid: A and B by one speaker; dotted: B by X's speaker;
-    0.5 = chance).
+    dash-dot: within speaker, where a speaker says a word twice; 0.5 = chance).
 
     ``table``: rows of :func:`embedviz.measures.measures_table` (optional ``model``).
     """
@@ -945,15 +946,16 @@ def measures_figure(table: "pd.DataFrame", *, title: str | None = None) -> "go.F
     panels = (
         ("PWCCA with one-hot words", [("pwcca", "solid")]),
         ("k-means cluster NMI", [("cluster_nmi", "solid"), ("cluster_nmi_chance", "dot")]),
-        ("word ABX across speakers (score)", [("abx_across", "solid"), ("abx_distractor", "dot")]),
+        ("word ABX across speakers (score)",
+         [("abx_across", "solid"), ("abx_distractor", "dot"), ("abx_within", "dashdot")]),
     )
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[0] for p in panels], shared_xaxes=True)
     for col, (_, series) in enumerate(panels, start=1):
         for model in models:
             part = data[data["model"].astype(str) == model].sort_values("depth", kind="stable")
             for metric, dash in series:
-                if metric not in part.columns:
-                    continue
+                if metric not in part.columns or part[metric].isna().all():
+                    continue  # e.g. within-speaker ABX when no speaker says a word twice
                 label = MEASURE_LABELS.get(metric, "NMI chance" if metric.endswith("chance") else metric)
                 fig.add_trace(
                     go.Scatter(

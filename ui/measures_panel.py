@@ -42,7 +42,7 @@ MEASURES_HELP = """
   than to a token B of another word? B is by **A's speaker**, so the voice favours neither. The **score** is
   the fraction of triplets (A, B, X) with d(A, X) < d(B, X) (cosine distance, ties ½): 1 perfect, 0.5 chance;
   the ABX error rate ZeroSpeech reports is 1 − score. Solid curve and the table's *ABX across speakers*.
-  Secondary, in the table: *ABX within speaker* (A, B and X all by X's speaker, ZeroSpeech's within-speaker
+  Secondary, dash-dot curve and table: *ABX within speaker* (A, B and X all by X's speaker, ZeroSpeech's within-speaker
   condition; empty when no speaker said a word twice, as in the demo). Dotted curve and *ABX, B by X's
   speaker*: A by another speaker, B by X's own, so a layer organised by voice pulls X towards B and scores
   below 0.5. Every triplet is scored up to 20,000, else 20,000 seeded samples.

@@ -294,9 +294,15 @@ def test_speaker_word_and_measures_figures_draw_two_curves_per_model() -> None:
         speaker_word_figure(both, "knn_accuracy")
     table = measures_table(layers, words, speakers, model="m")
     mfig = measures_figure(table)
-    assert {t.name for t in mfig.data} == {"m", "m · NMI chance", "m · word ABX, B by X's speaker"}
+    assert table["abx_within"].notna().all()  # repeats=2: every speaker says each word twice
+    assert {t.name for t in mfig.data} == {"m", "m · NMI chance", "m · word ABX, B by X's speaker",
+                                           "m · word ABX within speaker"}
     abx = [t for t in mfig.data if t.xaxis == "x3" and t.name == "m"]
     np.testing.assert_allclose(abx[0].y, table["abx_across"])
+    within = next(t for t in mfig.data if t.name == "m · word ABX within speaker")
+    np.testing.assert_allclose(within.y, table["abx_within"])
+    # Nobody says a word twice (the demo): no within-speaker curve rather than an empty one.
+    assert not any("within" in t.name for t in measures_figure(table.assign(abx_within=np.nan)).data)
     with pytest.raises(ConfigError):
         measures_figure(table.drop(columns=["pwcca"]))
 
