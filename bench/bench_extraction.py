@@ -243,7 +243,7 @@ def merge_cost(dataset: str | None, clips: int, rounds: int) -> str:
     on, off = rows["merging"], rows["no merging"]
     n = len(manifest)
     lines = [
-        f"| store | extract s (wall / CPU) | clips/s | in `compact` s (wall / writer CPU) | merges | parts at the end | "
+        f"| store | extract s (wall / CPU) | clips/s | in `compact` s (wall / writer thread's CPU) | parts merged away | parts at the end | "
         "MB | read one layer of every clip, s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -255,7 +255,8 @@ def merge_cost(dataset: str | None, clips: int, rounds: int) -> str:
         "",
         f"{n} clips of `{ds.root}`, baseline:mel, batch {pipeline.batch_size_for(pipeline._family('baseline:mel'))}, best of {rounds} "
         f"interleaved rounds. Merging costs {on['wall'] / off['wall']:.2f}x the extraction's wall time "
-        f"({on['compact_wall'] / on['wall']:.0%} of it inside `compact`, on the writer thread) and reading "
+        f"({on['compact_wall'] / on['wall']:.0%} of it inside `compact`, on the writer thread; the writer "
+        f"thread's CPU leaves out pyarrow's own threads) and {on['cpu'] / off['cpu']:.2f}x its process CPU, and reading "
         f"one layer back is {off['read'] / max(on['read'], 1e-9):.1f}x faster from the merged store.",
     ]
     return "\n".join(lines)
