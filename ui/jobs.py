@@ -53,10 +53,10 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between redraws of the progress fragment (``ui.widgets.job_progress``) while a job
 #: runs. Every redraw is a script run on the server and a re-render in the browser; at 0.5 s
-#: the viewer's browser took about 25 % of a core during an extraction (4.5-6.5 CPU s over
-#: 18-25 s, headless Chromium on the same 2-core machine, bench/bench_app_extract.py), which
-#: a server and browser sharing a machine pay in extraction speed. 1 s halves that, and the
-#: bar still moves every second.
+#: the viewer's browser took about a quarter of a core during an extraction (headless Chromium
+#: on the same 2-core machine, bench/bench_app_extract.py), which a server and browser sharing
+#: a machine pay in extraction speed. At 1 s it took about a third less (docs/PERFORMANCE.md,
+#: "App against CLI"), and the bar still moves every second.
 PROGRESS_REFRESH_S = 1.0
 
 #: Clips per forward pass: None = the family's measured size
