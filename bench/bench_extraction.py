@@ -185,6 +185,83 @@ def sweep() -> str:
     return "\n".join(lines)
 
 
+def merge_cost(dataset: str | None, clips: int, rounds: int) -> str:
+    """What merging small parts (``StoreEntry.compact``, run by every ``write_batch``) costs the writes.
+
+    baseline:mel (fast: writing is a large share of its time) on ``clips`` clips, interleaved
+    over ``rounds``: ``extract`` into a fresh store as shipped, and with ``compact`` a no-op
+    (parts stay one per batch). ``compact`` is timed where it runs (the writer thread: wall
+    and that thread's CPU). Then one layer of every clip is read back from each store.
+    Returns a Markdown table and notes.
+    """
+    from embedviz.store import StoreEntry, read_layers
+
+    logging.basicConfig(level=logging.WARNING)
+    ds = open_dataset(dataset)
+    manifest = ds.sample(ds.word_names, -(-clips // len(ds.word_names)), seed=0).iloc[:clips]
+    pipeline._with_keys(manifest)  # content keys memoised and the files in the page cache, for both alike
+    mel = ExtractionSettings(model="baseline:mel")
+    original = StoreEntry.compact
+    spent = {"wall": 0.0, "cpu": 0.0, "calls": 0, "merged": 0}
+
+    def timed(self, *, force: bool = False) -> int:
+        w, c = time.perf_counter(), time.thread_time()
+        try:
+            merged = original(self, force=force)
+            spent["merged"] += merged
+            return merged
+        finally:
+            spent["wall"] += time.perf_counter() - w
+            spent["cpu"] += time.thread_time() - c
+            spent["calls"] += 1
+
+    rows: dict[str, dict[str, float]] = {}
+    for r in range(rounds):
+        for mode in ("merging", "no merging"):
+            StoreEntry.compact = timed if mode == "merging" else (lambda self, *, force=False: 0)  # type: ignore[method-assign]
+            for k in spent:
+                spent[k] = 0
+            try:
+                with tempfile.TemporaryDirectory(prefix="embedviz-merge-") as tmp:
+                    store = EmbeddingStore(Path(tmp))
+                    with _Timer() as t:
+                        report = pipeline.extract(manifest, mel, store=store, device="cpu")
+                    entry = store.entry_for(mel)
+                    parts = len(entry.parts())
+                    size = _dir_bytes(Path(tmp))
+                    with _Timer() as read:
+                        read_layers(store, mel, ["mfcc"], "mean", manifest=manifest)
+            finally:
+                StoreEntry.compact = original  # type: ignore[method-assign]
+            assert report.computed == len(manifest), report.summary()
+            got = {"wall": t.wall, "cpu": t.cpu, "compact_wall": spent["wall"], "compact_cpu": spent["cpu"],
+                   "calls": spent["calls"], "merged": spent["merged"], "parts": parts, "bytes": size,
+                   "read": read.wall}
+            print(f"round {r} {mode}: " + ", ".join(f"{k}={v:.2f}" for k, v in got.items()), flush=True)
+            if mode not in rows or got["wall"] < rows[mode]["wall"]:
+                rows[mode] = got
+    on, off = rows["merging"], rows["no merging"]
+    n = len(manifest)
+    lines = [
+        f"| store | extract s (wall / CPU) | clips/s | in `compact` s (wall / writer thread's CPU) | parts merged away | parts at the end | "
+        "MB | read one layer of every clip, s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, row in rows.items():
+        lines.append(f"| {mode} | {row['wall']:.1f} / {row['cpu']:.1f} | {n / row['wall']:.0f} | "
+                     f"{row['compact_wall']:.1f} / {row['compact_cpu']:.1f} | {int(row['merged'])} | "
+                     f"{int(row['parts'])} | {row['bytes'] / 1e6:.1f} | {row['read']:.2f} |")
+    lines += [
+        "",
+        f"{n} clips of `{ds.root}`, baseline:mel, batch {pipeline.batch_size_for(pipeline._family('baseline:mel'))}, best of {rounds} "
+        f"interleaved rounds. Merging costs {on['wall'] / off['wall']:.2f}x the extraction's wall time "
+        f"({on['compact_wall'] / on['wall']:.0%} of it inside `compact`, on the writer thread; the writer "
+        f"thread's CPU leaves out pyarrow's own threads) and {on['cpu'] / off['cpu']:.2f}x its process CPU, and reading "
+        f"one layer back is {off['read'] / max(on['read'], 1e-9):.1f}x faster from the merged store.",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=16)
@@ -196,7 +273,13 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true",
                         help="only print the batch size / malloc / threads table (process CPU s/clip of the forward)")
     parser.add_argument("--sweep-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--merge-cost", type=int, default=0, metavar="CLIPS",
+                        help="only print what merging parts costs the writes of baseline:mel on CLIPS clips")
+    parser.add_argument("--merge-dataset", default=None, help="dataset root for --merge-cost (default: the demo)")
     args = parser.parse_args()
+    if args.merge_cost:
+        print(merge_cost(args.merge_dataset, args.merge_cost, args.rounds))
+        return
     if args.sweep_child:
         name, mode, n, tuned, threads, sizes = json.loads(args.sweep_child)
         print(json.dumps(_sweep_child(name, mode, n, tuned, threads, [int(b) for b in sizes.split(",")])))

@@ -10,7 +10,14 @@ from typing import Sequence
 
 from embedviz.errors import EmbedvizError
 from embedviz.progress import ProgressEvent
-from embedviz.settings import WHISPER_MODES, ExtractionSettings, default_cache_dir
+from embedviz.settings import (
+    TIME_GRID_ENV,
+    TIME_GRID_FLAG,
+    WHISPER_MODES,
+    ExtractionSettings,
+    default_cache_dir,
+    time_grid_requested,
+)
 
 logger = logging.getLogger("embedviz")
 
@@ -109,11 +116,11 @@ def _run_extraction(args: argparse.Namespace, manifest, settings: ExtractionSett
         config = RayConfig(address=args.ray_address, actors=args.ray_actors,
                            gpus_per_actor=args.ray_gpus_per_actor, cpus_per_actor=args.ray_cpus_per_actor)
         return extract_on_ray(manifest, settings, store=store, ray_config=config, device=args.device,
-                              batch_size=args.batch_size, progress=progress)
+                              batch_size=args.batch_size, progress=progress, time_grid=args.time_grid)
     from embedviz.pipeline import extract
 
     return extract(manifest, settings, store=store, device=args.device, batch_size=args.batch_size,
-                   progress=progress)
+                   progress=progress, time_grid=args.time_grid)
 
 
 def _ray_options(p: argparse.ArgumentParser) -> None:
@@ -139,7 +146,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for model in _words_arg(args.model):
         progress = _TqdmProgress(model)
         try:
-            damaged_before = store.entry_for(_settings(args, model)).damaged_parts()
+            entry = store.entry_for(_settings(args, model))
+            if time_grid_requested(args.time_grid) and entry.is_current and not entry.has_time_grid:
+                print(f"  note: store entry {entry.id} of {model} exists without the time grid and keeps it that "
+                      f"way ({TIME_GRID_FLAG} applies to new entries); delete it first (Data & cache page, or "
+                      f"the folder {entry.path}) to store the grid", file=sys.stderr)
+            damaged_before = entry.damaged_parts()
             report = _run_extraction(args, manifest, _settings(args, model), store, progress)
         except EmbedvizError as exc:
             progress.close()
@@ -405,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="clips per forward pass (default: the family's measured size, see docs/PERFORMANCE.md)")
+    # store_const with default None: without the flag, $EMBEDVIZ_TIME_GRID still decides
+    # (embedviz.settings.time_grid_requested is the one place that reads both).
+    p.add_argument(TIME_GRID_FLAG, dest="time_grid", action="store_const", const=True, default=None,
+                   help="also store the 0.1 s time grid behind time:<s> pooling in new store entries (about 3x "
+                        f"the space; the same as {TIME_GRID_ENV}=1)")
     model_options(p, many=True)
     _ray_options(p)
     p.set_defaults(func=cmd_extract)

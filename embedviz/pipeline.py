@@ -22,7 +22,7 @@ from embedviz.hashing import has_content
 from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
 from embedviz.pooling import pool_batch
 from embedviz.progress import ProgressCallback, ProgressReporter
-from embedviz.settings import DEFAULT_MAX_SECONDS, ExtractionSettings
+from embedviz.settings import DEFAULT_MAX_SECONDS, ExtractionSettings, time_grid_requested
 from embedviz.store import EmbeddingStore, StoreEntry
 
 if TYPE_CHECKING:
@@ -410,11 +410,15 @@ def open_entry(
     *,
     key: str | None = None,
     options: dict | None = None,
+    time_grid: bool | None = None,
 ) -> StoreEntry:
     """The store entry ``extractor``'s results for ``settings`` go to, ready for writing.
 
     Shared by the local engine and :mod:`embedviz.ray_engine`, so both write the same
     keys and metadata. ``key``/``options`` default to what ``extractor`` reports.
+    ``time_grid``: whether a new entry keeps the time grid (``extract --time-grid``; None:
+    :func:`embedviz.settings.time_grid_requested` asks ``$EMBEDVIZ_TIME_GRID``). An existing
+    entry keeps what it was created with.
     """
     return store.open_for_writing(
         key or extractor.info.key,
@@ -425,21 +429,31 @@ def open_entry(
             "layers": list(extractor.layer_names),
             "sample_rate": extractor.sample_rate,
             "n_params": extractor.info.n_params,
+            "time_grid": time_grid_requested(time_grid),
         },
     )
 
 
 def embed_batch(
-    extractor: "Extractor", batch: pd.DataFrame, settings: ExtractionSettings, report: ExtractionReport
+    extractor: "Extractor",
+    batch: pd.DataFrame,
+    settings: ExtractionSettings,
+    report: ExtractionReport,
+    rejected: dict[str, str] | None = None,
 ) -> list[dict]:
     """Decode, forward and pool one batch of manifest rows (with ``clip_key``) into store rows.
 
     Unreadable clips and clips the model fails on are added to ``report.skipped`` with
-    their reason; ``report.computed`` and ``report.forward_passes`` count the rest. The
-    one row-building path of every engine (local and Ray).
+    their reason, and the computed clips' decode notices to ``report.notices``;
+    ``report.computed`` and ``report.forward_passes`` count the rest. ``rejected``, when
+    given, receives ``clip_id -> reason`` of the clips decoding rejected (those depend on
+    the file alone, so the store remembers them; a failed forward pass may not). The one
+    row-building path of every engine (local and Ray).
     """
     loaded, skipped = _load_batch(batch, extractor.sample_rate, settings.max_seconds)
     report.skipped.extend(skipped)
+    if rejected is not None:
+        rejected.update((s.clip_id, s.reason) for s in skipped)
     rows: list[dict] = []
 
     class _Collect:  # the same splitting forward as the local engine, collected synchronously
@@ -459,6 +473,7 @@ def extract(
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     extractor: "Extractor | None" = None,
+    time_grid: bool | None = None,
 ) -> ExtractionReport:
     """Embed every clip of ``manifest`` that the store does not have yet.
 
@@ -470,7 +485,7 @@ def extract(
     The model is kept busy: audio of the next batches is decoded by background workers
     while a batch runs, and pooling plus the Parquet write of a finished batch run on a
     writer thread. ``batch_size`` defaults to the family's measured
-    :data:`PREFERRED_BATCH_SIZE`.
+    :data:`PREFERRED_BATCH_SIZE`. ``time_grid``: see :func:`open_entry`.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -518,7 +533,7 @@ def extract(
             stored = entry.stored_keys()
             report.cached = int(m["clip_key"].isin(stored).sum())
             todo = todo[~todo["clip_key"].isin(stored)]
-        entry = open_entry(store, settings, extractor, key=key, options=options)
+        entry = open_entry(store, settings, extractor, key=key, options=options, time_grid=time_grid)
         report.entry = entry.id
         reporter = ProgressReporter(progress, total=len(todo), stage="extracting")
         reporter.report()

@@ -8,8 +8,14 @@ own :func:`embedviz.pipeline.embed_batch` and writes each batch as one store par
 :meth:`embedviz.store.StoreEntry.write_batch` (temporary file + ``os.replace``). So the
 results land in the same store, under the same keys, atomically; a killed run keeps its
 finished parts and the next run computes only what is missing. Actors send back only a
-small status table per batch (computed / skipped with the reason), from which the driver
-reports progress and builds the usual :class:`~embedviz.pipeline.ExtractionReport`.
+small status table per batch (computed / skipped with the reason, whether decoding rejected
+the clip, and each computed clip's decode notices), from which the driver reports progress
+and builds the usual :class:`~embedviz.pipeline.ExtractionReport`: the same skips and notices
+as the local engine, in its order. Like the local engine, the driver reports clips the
+store already knows to be unusable without sending them to an actor, and remembers the
+clips decoding rejects. Whether a new entry keeps the time grid is decided on the driver
+(:func:`embedviz.settings.time_grid_requested`) and passed to the actors, whose environment
+may differ.
 
 Ray is optional (``pip install -r requirements-ray.txt``) and imported only inside the
 functions here; nothing else in embedviz imports this module's dependencies.
@@ -17,6 +23,7 @@ functions here; nothing else in embedviz imports this module's dependencies.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -143,12 +150,13 @@ class _EmbedActor:
     """One Ray actor: loads the extractor once, then embeds and stores batches.
 
     Returns, per batch, one status row per clip (``status`` computed / skipped / cached
-    with the ``reason``) and the batch's forward-pass count; the embeddings themselves go
+    with the ``reason``, ``rejected`` when decoding refused the file, ``notices`` a JSON list
+    of ``[kind, detail]``) and the batch's forward-pass count; the embeddings themselves go
     straight to the store and never travel back to the driver.
     """
 
     def __init__(self, settings: ExtractionSettings, store_root: str, device: str, expected_key: str,
-                 threads: int) -> None:
+                 threads: int, time_grid: bool = False) -> None:
         import torch
 
         from embedviz.models import load_extractor
@@ -158,7 +166,7 @@ class _EmbedActor:
         self.settings = settings
         self.extractor = load_extractor(settings.model, device=device, whisper_mode=settings.whisper_mode,
                                         seed=settings.seed)
-        self.entry = open_entry(EmbeddingStore(store_root), settings, self.extractor)
+        self.entry = open_entry(EmbeddingStore(store_root), settings, self.extractor, time_grid=time_grid)
         # A hub model resolved to a revision the driver did not know: clips stored under
         # that revision are already done.
         self.already = self.entry.stored_keys() if self.extractor.info.key != expected_key else set()
@@ -168,8 +176,12 @@ class _EmbedActor:
 
         todo = batch[~batch["clip_key"].isin(self.already)]
         report = ExtractionReport(model=self.settings.model)
-        self.entry.write_batch(embed_batch(self.extractor, todo, self.settings, report))
+        rejected: dict[str, str] = {}
+        self.entry.write_batch(embed_batch(self.extractor, todo, self.settings, report, rejected))
         reasons = {s.clip_id: s.reason for s in report.skipped}
+        notices: dict[str, list[list[str]]] = {}
+        for n in report.notices:
+            notices.setdefault(n.clip_id, []).append([n.kind, n.detail])
         status = ["cached" if k in self.already else ("skipped" if c in reasons else "computed")
                   for k, c in zip(batch["clip_key"], batch["clip_id"])]
         return pd.DataFrame(
@@ -178,6 +190,9 @@ class _EmbedActor:
                 "path": batch["path"].astype(str).to_numpy(),
                 "status": status,
                 "reason": [reasons.get(c, "") for c in batch["clip_id"]],
+                "rejected": [c in rejected for c in batch["clip_id"]],
+                # JSON text: a plain string column travels through Arrow blocks unchanged.
+                "notices": [json.dumps(notices.get(c, [])) for c in batch["clip_id"]],
                 "forward_passes": [report.forward_passes] + [0] * (len(batch) - 1),
                 "entry": self.entry.id,
             }
@@ -218,21 +233,31 @@ def extract_on_ray(
     device: str = "auto",
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
+    time_grid: bool | None = None,
 ) -> "ExtractionReport":
     """Embed every clip of ``manifest`` the store lacks, on Ray; same contract as ``extract``.
 
     Without anything to compute, Ray is not even started. Bad clips are skipped with their
-    reason; a stop request from ``progress`` ends the run after the parts in flight (the
-    finished ones are kept) and sets ``report.cancelled``.
+    reason and odd ones get their notices, as locally; a stop request from ``progress`` ends
+    the run after the parts in flight (the finished ones are kept) and sets
+    ``report.cancelled``. ``time_grid``: see :func:`embedviz.pipeline.open_entry`.
 
     Raises:
         ConfigError: Ray is not installed, or the cluster cannot be reached.
         ModelLoadError / StoreError: as the local engine (raised on an actor, re-raised here).
         ExtractionError: any other failure of the Ray job.
     """
-    from embedviz.pipeline import ExtractionReport, SkippedClip, _with_keys
-
-    from embedviz.pipeline import _family, batch_size_for
+    from embedviz.hashing import has_content
+    from embedviz.pipeline import (
+        ClipNotice,
+        ExtractionReport,
+        SkippedClip,
+        _family,
+        _known_unusable,
+        _with_keys,
+        batch_size_for,
+    )
+    from embedviz.settings import time_grid_requested
 
     if batch_size is None:
         batch_size = batch_size_for(_family(settings.model))  # the local engine's default too
@@ -248,6 +273,10 @@ def extract_on_ray(
     stored = entry.stored_keys()
     todo = m[~m["clip_key"].isin(stored)].drop_duplicates("clip_key")
     report.cached = int(m["clip_key"].isin(stored).sum())
+    # Clips known to be unusable are reported without starting Ray (as the local engine does).
+    bad, known_skips = _known_unusable(todo, store.unusable_clips())
+    report.skipped.extend(known_skips)
+    todo = todo[~bad]
     if todo.empty:
         report.seconds = time.perf_counter() - t0
         return report
@@ -256,6 +285,13 @@ def extract_on_ray(
         logger.warning("store entry %s was written by another format version: rebuilding it", entry.path)
         store.delete(entry.id)
 
+    blocks = _blocks(todo, batch_size, config.actors)
+    # Blocks come back in any order; the report lists clips in the local engine's batch order.
+    position = {c: i for i, c in enumerate(c for block in blocks for c in block["clip_id"])}
+    key_of = dict(zip(todo["clip_id"], todo["clip_key"]))
+    found_skips: list[SkippedClip] = []
+    found_notices: list[ClipNotice] = []
+    rejected: dict[str, str] = {}  # clip key -> reason, for clips decoding rejected in this run
     ray = _import_ray()
     reporter = ProgressReporter(progress, total=len(todo), stage="starting Ray")
     reporter.report(f"{config.actors} actor(s) of {settings.model}")
@@ -265,12 +301,12 @@ def extract_on_ray(
         context.enable_progress_bars = False  # the caller's progress callback is the display
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        blocks = _blocks(todo, batch_size, config.actors)
         results = ray.data.from_pandas(blocks).map_batches(
             _EmbedActor,
             fn_constructor_kwargs=dict(
                 settings=settings, store_root=str(store.root.resolve()), device=config.device(device),
                 expected_key=key, threads=max(1, int(config.cpus_per_actor)),
+                time_grid=time_grid_requested(time_grid),
             ),
             batch_size=batch_size,
             batch_format="pandas",
@@ -285,13 +321,18 @@ def extract_on_ray(
             for row in out.itertuples(index=False):
                 if row.status == "computed":
                     report.computed += 1
+                    found_notices.extend(ClipNotice(row.clip_id, row.path, kind, detail)
+                                         for kind, detail in json.loads(row.notices))
                 elif row.status == "cached":
                     report.cached += 1
                 else:
-                    report.skipped.append(SkippedClip(row.clip_id, row.path, row.reason))
+                    found_skips.append(SkippedClip(row.clip_id, row.path, row.reason))
+                    if row.rejected and row.clip_id in key_of:
+                        rejected[key_of[row.clip_id]] = row.reason
                 report.forward_passes += int(row.forward_passes)
                 report.entry = row.entry
-            reporter.advance(len(out), f"{report.computed} computed, {len(report.skipped)} skipped")
+            reporter.advance(len(out), f"{report.computed} computed, {len(report.skipped) + len(found_skips)} "
+                                       "skipped")
     except Cancelled:
         report.cancelled = True
         logger.info("Ray extraction of %s cancelled; finished parts are kept", settings.model)
@@ -305,5 +346,10 @@ def extract_on_ray(
     finally:
         if started:
             ray.shutdown()
+        report.skipped.extend(sorted(found_skips, key=lambda s: position.get(s.clip_id, len(position))))
+        report.notices.extend(sorted(found_notices, key=lambda n: position.get(n.clip_id, len(position))))
+        # Decoding rejections depend on the file alone: remembered, so the next run names them
+        # without decoding again (forward-pass failures may not recur and are not remembered).
+        store.remember_unusable({k: r for k, r in rejected.items() if has_content(k)})
         report.seconds = time.perf_counter() - t0
     return report

@@ -20,6 +20,26 @@ WHISPER_MODE_LABELS = {"padded": "padded to 30 s (exact)", "crop": "cropped (fas
 #: Clips longer than this are cut to it (Whisper's encoder window); documented in README.
 DEFAULT_MAX_SECONDS = 30.0
 _DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: Environment variable that asks store entries created from then on to keep the time grid
+#: behind ``time:<s>`` pooling. ``python -m embedviz extract --time-grid`` asks the same thing
+#: for one run; :func:`time_grid_requested` is the one place that decides.
+TIME_GRID_ENV = "EMBEDVIZ_TIME_GRID"
+TIME_GRID_FLAG = "--time-grid"
+#: How to get an entry with the time grid, in words (store errors, the README and the CLI say it).
+TIME_GRID_HOW = f"extract again with `python -m embedviz extract {TIME_GRID_FLAG}` (or with {TIME_GRID_ENV}=1 set)"
+
+
+def time_grid_requested(flag: bool | None = None) -> bool:
+    """Whether a store entry created now keeps the time grid behind ``time:<s>`` pooling.
+
+    Args:
+        flag: ``extract --time-grid`` (True), or None when the caller was not asked: then
+            ``$EMBEDVIZ_TIME_GRID`` decides (1/true/yes/on). The grid costs about twice the
+            space of every other pooling together, so it is off by default.
+    """
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get(TIME_GRID_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def check_device_name(device: str | None) -> str:

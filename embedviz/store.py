@@ -54,7 +54,7 @@ import pandas as pd
 from embedviz.errors import ConfigError, StoreError
 from embedviz.hashing import stable_hash
 from embedviz.pooling import STORED_VECTORS, Pooling, parse_pooling
-from embedviz.settings import ExtractionSettings
+from embedviz.settings import TIME_GRID_ENV, TIME_GRID_FLAG, TIME_GRID_HOW, ExtractionSettings, time_grid_requested
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,6 @@ FORMAT_VERSION = 2
 #: accuracy by less than 0.005 against float32 (tests/unit/test_store_precision.py).
 VECTOR_DTYPE = "float16"
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
-#: Environment variable that turns the time grid on for entries created from then on.
-TIME_GRID_ENV = "EMBEDVIZ_TIME_GRID"
 #: Parts of one size tier that are merged into one (size tiers: clips < 8, < 64, < 512, ...).
 COMPACT_FANOUT = 8
 #: Parts with at least this many clips are not merged further; merged parts hold at most
@@ -278,11 +276,6 @@ class LayerVectors:
 
 def _empty_vectors(missing: Sequence[str] = ()) -> LayerVectors:
     return LayerVectors(np.zeros((0, 0), np.float32), pd.DataFrame(columns=VECTOR_CLIP_COLUMNS), tuple(missing))
-
-
-def time_grid_requested() -> bool:
-    """Whether entries created now store the time grid (``$EMBEDVIZ_TIME_GRID`` is 1/true/yes/on)."""
-    return os.environ.get(TIME_GRID_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -606,7 +599,7 @@ class StoreEntry:
                 f"pooling {p.name} needs the time grid, which store entry {self.id} "
                 f"({self.meta.get('model', '?')}) was extracted without (it costs about twice the space of "
                 f"every other pooling together). To use it: delete this entry on the Data & cache page "
-                f"(or the folder {self.path}), set {TIME_GRID_ENV}=1 and extract again"
+                f"(or the folder {self.path}), then {TIME_GRID_HOW}"
             )
         wanted = None if clip_keys is None else set(clip_keys)
         for _attempt in range(20):
@@ -755,7 +748,7 @@ class EmbeddingStore:
         """Create the entry if needed; rebuild it if it was written by another format.
 
         A new entry keeps the time grid if ``meta`` says ``time_grid`` or
-        ``$EMBEDVIZ_TIME_GRID`` is set (:func:`time_grid_requested`); an existing entry keeps
+        ``$EMBEDVIZ_TIME_GRID`` is set (:func:`embedviz.settings.time_grid_requested`); an existing entry keeps
         what it was created with. Temporary files of crashed writes older than
         :data:`STALE_TMP_SECONDS` and parts a merged part already holds are removed.
         """
@@ -886,7 +879,7 @@ class EmbeddingStore:
 STORED_DESCRIPTION = (
     "per clip and layer: the mean, std, max, centre and speech-mean vectors, each once, in float16 "
     "(mean+std is assembled from mean and std); the time grid behind 'at time' pooling only in "
-    f"entries extracted with {TIME_GRID_ENV}=1"
+    f"entries extracted with {TIME_GRID_FLAG} ({TIME_GRID_ENV}=1)"
 )
 
 

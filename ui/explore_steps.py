@@ -267,6 +267,16 @@ def _whisper_eta_line(model_sel: cached.ModelSelection, missing: int, mode: str)
     return "&emsp;:material/timer: estimated on this machine: " + " · ".join(parts)
 
 
+def _start_extraction(view: ViewSettings, models: tuple[str, ...]) -> None:
+    """The Extract button's callback: one task per model with clips to compute, on the view's sample."""
+    from ui.jobs import Task
+
+    if widgets.job_running():  # a double click: the first one's job is already running
+        return
+    sample = cached.ClipSelection.of(view).sample()
+    widgets.start_extraction([Task(view.extraction_settings(m), sample, cached.model_label(m)) for m in models])
+
+
 def extract_step(view: ViewSettings, chosen: ModelChoice) -> dict:
     """What each model still needs, the Extract button, progress. Returns model -> (selection, missing, total)."""
     status: dict = {}
@@ -293,16 +303,15 @@ def extract_step(view: ViewSettings, chosen: ModelChoice) -> dict:
     if lines:
         st.markdown("  \n".join(lines))
     to_do = [m for m, (_, missing, _) in status.items() if missing]
-    if st.button(
+    # The job starts in the button's callback, which Streamlit runs before the script: the
+    # model starts loading at once, and this very run draws Extract disabled and the progress
+    # bar (no second full-page run before the work starts, as st.rerun() after the click cost).
+    st.button(
         "Extract", type="primary", icon=":material/play_arrow:", disabled=widgets.job_running() or not to_do,
         help="Runs the models on the clips that are not stored yet; stored clips are never recomputed."
         if to_do else "Everything this view needs is stored.",
-    ):
-        from ui.jobs import Task
-
-        sample = cached.ClipSelection.of(view).sample()
-        widgets.start_extraction([Task(view.extraction_settings(m), sample, cached.model_label(m)) for m in to_do])
-        st.rerun()  # redraw at once with Extract disabled and the progress bar showing
+        on_click=_start_extraction, args=(view, tuple(to_do)),
+    )
     if widgets.job_running():
         widgets.job_progress()
     widgets.last_job_report(view.dataset)

@@ -3,8 +3,9 @@
 Why a thread: while a Streamlit script run is busy, a click on "Cancel" in the same
 session only queues a rerun that starts after the busy run ends, i.e. too late. So the
 Extract button starts an :class:`ExtractionJob` on a worker thread and returns at once;
-the job object lives in ``st.session_state``. A fragment that re-runs every half second
-(``st.fragment(run_every=...)``) draws its progress bar and a Cancel button. Cancel sets a
+the job object lives in ``st.session_state``. A fragment that re-runs every
+:data:`PROGRESS_REFRESH_S` seconds (``st.fragment(run_every=...)``) draws its progress bar and
+a Cancel button. Cancel sets a
 ``threading.Event``; the library's progress callback returns it, so extraction stops
 after the batch in flight (finished batches are already in the store and are never
 recomputed) and :func:`embedviz.pipeline.extract` reports ``cancelled=True``. When the
@@ -49,6 +50,14 @@ if TYPE_CHECKING:
     from embedviz.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between redraws of the progress fragment (``ui.widgets.job_progress``) while a job
+#: runs. Every redraw is a script run on the server and a re-render in the browser; at 0.5 s
+#: the viewer's browser took about a quarter of a core during an extraction (headless Chromium
+#: on the same 2-core machine, bench/bench_app_extract.py), which a server and browser sharing
+#: a machine pay in extraction speed. At 1 s it took about a third less (docs/PERFORMANCE.md,
+#: "App against CLI"), and the bar still moves every second.
+PROGRESS_REFRESH_S = 1.0
 
 #: Clips per forward pass: None = the family's measured size
 #: (``embedviz.pipeline.PREFERRED_BATCH_SIZE``, the one table). Cancel takes effect between batches.

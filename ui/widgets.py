@@ -15,6 +15,7 @@ from embedviz.audio import NOTICE_KINDS
 from embedviz.errors import EmbedvizError
 from embedviz.viewstate import ViewSettings
 from ui import cached, state
+from ui.jobs import PROGRESS_REFRESH_S
 
 if TYPE_CHECKING:
     from streamlit.delta_generator import DeltaGenerator
@@ -186,9 +187,9 @@ def _progress_line(snap) -> str:
     return f"{prefix}: {event.done}/{event.total} clips · {format_eta(event.eta_s)} left"
 
 
-@st.fragment(run_every=0.5)
+@st.fragment(run_every=PROGRESS_REFRESH_S)
 def job_progress() -> None:
-    """Progress bar with ETA and a Cancel button, redrawn twice a second while a job runs."""
+    """Progress bar with ETA and a Cancel button, redrawn every ``ui.jobs.PROGRESS_REFRESH_S`` while a job runs."""
     job = st.session_state.get(JOB_KEY)
     if job is None:
         return

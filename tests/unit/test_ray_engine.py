@@ -131,3 +131,57 @@ def test_config_is_validated() -> None:
         RayConfig(gpus_per_actor=-1)
     assert RayConfig(gpus_per_actor=1).device("auto") == "cuda"
     assert RayConfig().device("auto") == "cpu"
+
+
+def _same_report_items(items) -> list[tuple]:
+    return [tuple(vars(i).values()) for i in items]
+
+
+def test_notices_and_skips_are_those_of_the_local_engine(tmp_path) -> None:
+    from tests.unit.test_bad_audio_corpus import make_corpus  # the one generator of bad and odd audio
+
+    corpus = make_corpus(tmp_path / "corpus")
+    ds = open_dataset(corpus.root)
+    m = ds.sample(ds.word_names, 1000)
+    local_store, ray_store = EmbeddingStore(tmp_path / "local"), EmbeddingStore(tmp_path / "ray")
+    local = extract(m, MEL, store=local_store, batch_size=4)
+    remote = extract_on_ray(m, MEL, store=ray_store, ray_config=CONFIG, batch_size=4)
+    assert {n.kind for n in local.notices} == {"downmixed", "resampled", "cut", "silent", "clipped"}
+    assert _same_report_items(remote.notices) == _same_report_items(local.notices)
+    assert len(local.skipped) >= 7 and _same_report_items(remote.skipped) == _same_report_items(local.skipped)
+    assert (remote.computed, remote.cached) == (local.computed, local.cached)
+    assert remote.notices_by_kind().keys() == local.notices_by_kind().keys()
+
+    # Decoding rejections are remembered as locally: the next run names them without Ray.
+    assert ray_store.unusable_clips() == local_store.unusable_clips()
+    again, local_again = (extract_on_ray(m, MEL, store=ray_store, ray_config=CONFIG, batch_size=4),
+                          extract(m, MEL, store=local_store, batch_size=4))
+    assert (again.computed, again.forward_passes, again.notices) == (0, 0, [])
+    assert _same_report_items(again.skipped) == _same_report_items(local_again.skipped)
+
+
+def test_the_driver_decides_the_time_grid(manifest, tmp_path, monkeypatch) -> None:
+    # The actors' environment asks for the grid (ray_cluster); the driver's choice wins.
+    monkeypatch.delenv("EMBEDVIZ_TIME_GRID", raising=False)
+    plain, gridded = EmbeddingStore(tmp_path / "plain"), EmbeddingStore(tmp_path / "gridded")
+    extract_on_ray(manifest.iloc[:3], MEL, store=plain, ray_config=CONFIG, batch_size=3)
+    extract_on_ray(manifest.iloc[:3], MEL, store=gridded, ray_config=CONFIG, batch_size=3, time_grid=True)
+    assert not plain.entry_for(MEL).has_time_grid
+    assert gridded.entry_for(MEL).has_time_grid
+
+
+def test_cli_engine_ray_prints_the_local_engines_notices(tmp_path, capsys) -> None:
+    import soundfile as sf
+
+    root = tmp_path / "data"
+    shutil.copytree(open_dataset().root / "yes", root / "yes")
+    wave, rate = sf.read(sorted((root / "yes").glob("*.wav"))[0])
+    sf.write(root / "yes" / "stereo44_nohash_0.wav", np.stack([wave, wave * 0.5], axis=1), 44100)
+    argv = ["extract", "--model", "baseline:mel", "--dataset", str(root), "--samples", "1000"]
+    out = {}
+    for engine in ("local", "ray"):
+        assert cli.main(argv + ["--cache", str(tmp_path / engine), "--engine", engine]) == 0
+        out[engine] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert any("notice downmixed: 1 clip(s)" in line for line in out["local"]), out["local"]
+    assert any("notice resampled: 1 clip(s)" in line for line in out["local"]), out["local"]
+    assert out["ray"] == out["local"]
