@@ -338,7 +338,8 @@ def scatter_figure(
         legend={"title": {"text": color_by}, "itemsizing": "constant"},
         template="plotly_white",
         clickmode="event+select",
-        # Keeps zoom and legend toggles when the app re-renders with new data.
+        # Keeps zoom and legend toggles across Plotly.react updates of one plot; in Streamlit a
+        # changed figure is a new chart, so they last only while the figure stays the same.
         uirevision="embedviz",
         margin={"l": 40, "r": 20, "t": 60, "b": 40},
     )
@@ -542,7 +543,8 @@ def grid_figure(
         legend=legend,
         showlegend=show_legend,
         clickmode="event+select",
-        # Keeps zoom and legend toggles when the app re-renders with new data.
+        # Keeps zoom and legend toggles across Plotly.react updates of one plot; in Streamlit a
+        # changed figure is a new chart, so they last only while the figure stays the same.
         uirevision="embedviz",
         margin={"l": 10, "r": 10, "t": top_px, "b": 20 + legend_px},
     )
