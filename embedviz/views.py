@@ -138,11 +138,13 @@ class PanelData:
 
 
 def panel_numbers(X: np.ndarray, clips: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
-    """Separability numbers of one matrix, in the original space (no probe: it is the
-    slow one and the panels do not show it). See :func:`embedviz.metrics.layer_metrics`."""
+    """Separability numbers of one matrix, in the original space: what a panel shows (k-NN
+    accuracy, silhouette, chance, with their sample sizes). Neither the probe nor the
+    speaker-disjoint k-NN (``nan`` here): the panels show neither, and each would cost as
+    much again (Layer analysis computes them). See :func:`embedviz.metrics.layer_metrics`."""
     from embedviz.metrics import layer_metrics
 
-    return layer_metrics(X, clips["word"].to_numpy(), clips["speaker"].to_numpy(), seed=seed, probe=False)
+    return layer_metrics(X, clips["word"].to_numpy(), None, seed=seed, probe=False)
 
 
 def project(X: np.ndarray, reduction: ReductionSettings, *, progress: ProgressCallback | None = None) -> Projection:
