@@ -30,6 +30,7 @@ import pandas as pd
 from embedviz.errors import ConfigError
 from embedviz.progress import ProgressCallback
 from embedviz.reduction import ProjectionPlan, plan_projection
+from embedviz.store import keys_in
 
 if TYPE_CHECKING:  # pragma: no cover
     from embedviz.reduction import Projection, ReductionSettings
@@ -76,7 +77,7 @@ def common_rows(vectors: Mapping[str, Any], layers: Sequence[str] | None = None)
     common = pd.Index(first["clip_key"])
     for layer in names[1:]:
         common = common.intersection(pd.Index(vectors[layer].clips["clip_key"]), sort=False)
-    keep = first["clip_key"].isin(common).to_numpy()
+    keep = keys_in(first["clip_key"], common)
     clips = first[keep].reset_index(drop=True)
     blocks = []
     for layer in names:
@@ -202,7 +203,7 @@ def aligned_coords(panels: Sequence[PanelData]) -> list[np.ndarray]:
         return []
     keys = [p.clips["clip_key"] if "clip_key" in p.clips else p.clips["clip_id"] for p in panels]
     reference = pd.Index(keys[0])
-    if any(len(k) != len(reference) or not reference.isin(k).all() for k in keys[1:]):
+    if any(len(k) != len(reference) or not keys_in(reference, k).all() for k in keys[1:]):
         return [p.coords for p in panels]
     # Every panel in the first panel's row order, aligned, then put back in its own order.
     orders = [pd.Index(k).get_indexer(reference) for k in keys]
