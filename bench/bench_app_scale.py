@@ -14,7 +14,8 @@ Library panel: 35 words of synthetic 128-d clusters (the width of the log-mel ba
 timed steps: PCA projection, the panel's numbers (k-NN, silhouette), trustworthiness, the
 Plotly figure and its JSON (what ``st.plotly_chart`` sends). App: each view opens in a
 fresh browser context on one warm server; "first plot" is when a Plotly chart has drawn
-its points, "shown" when Streamlit's running indicator has also been gone for 1 s.
+its points, "shown" when Streamlit's running indicator has also been gone for 1 s;
+"server CPU" is the CPU time the server process spent on the view.
 """
 from __future__ import annotations
 
@@ -96,6 +97,16 @@ def app_views(dataset: str, cache: str, shots: Path, repo: Path, extras: bool) -
     def base(n: int, extra: str = "") -> str:
         return f"{url}/?data={dataset}&model=baseline:mel&layers=logmel,mfcc&words={WORDS}&n={n}{extra}"
 
+    def server_cpu() -> float:
+        # The server's user + system CPU seconds (Linux): on a shared 2-core machine wall
+        # times swing 2-3x with other work, the script's CPU time much less.
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+
     def settle(page, t0: float, timeout: float = 400) -> tuple[float, float]:
         # Streamlit shows its status widget while a script runs; wait until it has been gone for 1 s.
         first, quiet = float("nan"), 0.0
@@ -136,11 +147,12 @@ def app_views(dataset: str, cache: str, shots: Path, repo: Path, extras: bool) -
             for name, n, where in views:
                 pg = last.context.new_page() if where == "same" and last is not None else tab()
                 last = pg
-                t0 = time.time()
+                t0, c0 = time.time(), server_cpu()
                 pg.goto(base(n))
                 first, shown = settle(pg, t0)
                 results[name] = (first, shown)
-                print(f"{name}: first plot {first:.1f} s, shown {shown:.1f} s", flush=True)
+                print(f"{name}: first plot {first:.1f} s, shown {shown:.1f} s, server CPU {server_cpu() - c0:.2f} s",
+                      flush=True)
                 # Streamlit scrolls inside its main container: bring the plots into the viewport.
                 pg.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
                 pg.screenshot(path=str(shots / f"scale_{name.replace(', ', '_').replace(' ', '_')}.png"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
@@ -132,6 +132,64 @@ def subsample(n: int, cap: int, seed: int = 0, labels: ArrayLike | None = None) 
     return np.flatnonzero(rank < quota[codes])
 
 
+def _chunk_rows(n_cols: int, n_rows: int, working_memory_mb: float = _WORKING_MEMORY_MB) -> int:
+    """Rows per chunk of an ``n_rows x n_cols`` float64 distance matrix within the working
+    memory (scikit-learn's ``get_chunk_n_rows`` rule, so chunks are the same as its own)."""
+    rows = int(working_memory_mb * 2**20 // (8 * max(1, n_cols)))
+    return max(1, min(rows, n_rows))
+
+
+def distance_chunks(
+    X: np.ndarray,
+    Y: np.ndarray | None = None,
+    metric: str = "cosine",
+    *,
+    working_memory_mb: float = _WORKING_MEMORY_MB,
+    zero_diagonal: bool | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, D)``: the rows ``start:start + len(D)`` of the distance matrix from ``X`` to
+    ``Y`` (``None``: ``X`` to itself), in chunks of ``working_memory_mb`` (never ``n x n``).
+
+    The values are exactly those of ``sklearn.metrics.pairwise_distances_chunked`` (same
+    chunks, same arithmetic). For ``"cosine"`` the rows are normalised once instead of
+    once per chunk and clipped with numpy: scikit-learn 1.9's array-API ``clip`` and its
+    per-chunk normalisation of all of ``Y`` took about half of a 5,000-point k-NN pass.
+    Other metrics go through scikit-learn.
+
+    ``zero_diagonal`` (cosine, ``Y`` None): set each row's distance to itself to 0, as
+    scikit-learn does only when the whole matrix is one chunk; ``None``: do as it does.
+    """
+    from sklearn.metrics import pairwise_distances_chunked
+
+    same = Y is None
+    Yf = X if same else Y
+    if metric != "cosine":
+        start = 0
+        for D in pairwise_distances_chunked(X, None if same else Yf, metric=metric, working_memory=working_memory_mb):
+            yield start, D
+            start += D.shape[0]
+        return
+    from sklearn.preprocessing import normalize
+
+    dtype = np.float32 if X.dtype == np.float32 and Yf.dtype == np.float32 else np.float64
+    Xn = normalize(np.asarray(X, dtype=dtype), copy=True)
+    Yn = Xn if same else normalize(np.asarray(Yf, dtype=dtype), copy=True)
+    n = X.shape[0]
+    step = _chunk_rows(Yf.shape[0], n, working_memory_mb)
+    for start in range(0, n, step):
+        S = Xn[start : start + step] @ Yn.T
+        # 1 - S without a copy, then clipped to [0, 2]: scikit-learn's cosine_distances.
+        S *= -1
+        S += 1
+        np.clip(S, 0.0, 2.0, out=S)
+        if same and (step >= n if zero_diagonal is None else zero_diagonal):
+            # One chunk of X against itself: scikit-learn sees ``X is Y`` and zeroes the
+            # diagonal (rounding leaves ~1e-7 there).
+            rows = np.arange(S.shape[0])
+            S[rows, start + rows] = 0.0
+        yield start, S
+
+
 def knn_predict(
     X: ArrayLike,
     labels: ArrayLike,
@@ -155,8 +213,6 @@ def knn_predict(
         ``(predictions, valid)``: predicted labels (object array) and a boolean mask of
         rows that had at least one candidate neighbour (``predictions`` is ``None`` elsewhere).
     """
-    from sklearn.metrics import pairwise_distances_chunked
-
     Xf = _matrix(X)
     n = Xf.shape[0]
     y = _labels(labels, n)
@@ -186,9 +242,7 @@ def knn_predict(
         order = np.lexsort((part, dist), axis=1)
         return np.take_along_axis(part, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
-    chunks = list(
-        pairwise_distances_chunked(Xf[q], Xf, metric=metric, reduce_func=reduce_chunk, working_memory=_WORKING_MEMORY_MB)
-    )
+    chunks = [reduce_chunk(D, start) for start, D in distance_chunks(Xf[q], Xf, metric=metric)]
     nbrs = np.concatenate([c[0] for c in chunks])
     usable = np.isfinite(np.concatenate([c[1] for c in chunks]))
     votes = codes[nbrs]
@@ -446,8 +500,6 @@ def silhouette_n(
     X: ArrayLike, labels: ArrayLike, metric: str = "cosine", *, max_n: int | None = SILHOUETTE_MAX_N, seed: int = 0
 ) -> tuple[float, int]:
     """:func:`silhouette` and the number of rows it was computed on."""
-    from sklearn.metrics import silhouette_score
-
     Xf = _matrix(X)
     y = _labels(labels, Xf.shape[0])
     if max_n is not None:
@@ -456,8 +508,51 @@ def silhouette_n(
     n_labels = len(np.unique(y))
     if n_labels < 2 or n_labels > Xf.shape[0] - 1:
         return NAN, 0
-    value = float(silhouette_score(Xf, y, metric=metric))
+    value = _silhouette_score(Xf, y, metric)
     return (value if math.isfinite(value) else NAN), int(Xf.shape[0])
+
+
+
+def _silhouette_score(X: np.ndarray, y: np.ndarray, metric: str) -> float:
+    """``sklearn.metrics.silhouette_score(X, y, metric=metric)``, step for step (the same
+    value), over :func:`distance_chunks` (its cosine distances without the slow clip).
+
+    scikit-learn chunks the silhouette by its global ``working_memory`` (1 GB: at 5,000
+    rows the whole matrix at once, 100-200 MB); here chunks are :data:`_WORKING_MEMORY_MB`
+    and the diagonal is zeroed exactly when scikit-learn's single chunk would zero it.
+    Metrics other than cosine go to scikit-learn itself.
+    """
+    import sklearn
+
+    if metric != "cosine":
+        from sklearn.metrics import silhouette_score
+
+        return float(silhouette_score(X, y, metric=metric))
+    n = X.shape[0]
+    whole = _chunk_rows(n, n, float(sklearn.get_config()["working_memory"])) >= n
+    _, codes = np.unique(y, return_inverse=True)
+    codes = codes.astype(np.intp).ravel()
+    freqs = np.bincount(codes)
+    intra_parts, inter_parts = [], []
+    for start, D in distance_chunks(X, None, metric, zero_diagonal=whole):
+        # scikit-learn's _silhouette_reduce: each row's summed distance to every word.
+        sums = np.zeros((D.shape[0], len(freqs)), dtype=D.dtype)
+        for i in range(D.shape[0]):
+            sums[i] += np.bincount(codes, weights=D[i], minlength=len(freqs))
+        own = (np.arange(D.shape[0]), codes[start : start + D.shape[0]])
+        intra_parts.append(sums[own])
+        sums[own] = np.inf
+        sums /= freqs
+        inter_parts.append(sums.min(axis=1))
+    intra = np.concatenate(intra_parts)
+    inter = np.concatenate(inter_parts)
+    denom = (freqs - 1).take(codes, mode="clip")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra /= denom
+        samples = inter - intra
+        samples /= np.maximum(intra, inter)
+    # Words with one clip give nan, which scores 0 (scikit-learn's convention).
+    return float(np.mean(np.nan_to_num(samples)))
 
 
 def probe_accuracy(
@@ -671,7 +766,43 @@ def trustworthiness_n(
     k = min(_check_k(n_neighbors), (Xf.shape[0] - 1) // 2)
     if k < 1:
         return NAN, 0
-    return float(sk_trustworthiness(Xf, C, n_neighbors=k, metric=metric)), int(Xf.shape[0])
+    if metric != "cosine":
+        return float(sk_trustworthiness(Xf, C, n_neighbors=k, metric=metric)), int(Xf.shape[0])
+    return _trustworthiness(Xf, C, k, metric), int(Xf.shape[0])
+
+
+def _trustworthiness(X: np.ndarray, C: np.ndarray, k: int, metric: str) -> float:
+    """``sklearn.manifold.trustworthiness(X, C, n_neighbors=k, metric=metric)``, the same value.
+
+    scikit-learn argsorts the whole ``n x n`` distance matrix and builds an ``n x n``
+    inverted index only to look up ``k`` ranks per row (at 3,000 points about 1 s and
+    ~150 MB). The rank of a picture neighbour ``j`` in row ``i`` is ``1 +`` the number of
+    points nearer than it when no other point is exactly as near; rows where one is
+    (duplicates) are argsorted as scikit-learn does, so ties resolve the same way.
+    Distances come in :func:`distance_chunks` (never ``n x n``).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n = X.shape[0]
+    picture = NearestNeighbors(n_neighbors=k).fit(C).kneighbors(return_distance=False)
+    t = 0
+    for start, D in distance_chunks(X, None, metric):
+        rows = np.arange(D.shape[0])
+        D[rows, start + rows] = np.inf  # a point is not its own neighbour
+        nbrs = picture[start : start + D.shape[0]]
+        dj = np.take_along_axis(D, nbrs, axis=1)
+        ranks = np.empty(nbrs.shape, dtype=np.int64)
+        tied = np.zeros(D.shape[0], dtype=bool)
+        for c in range(k):
+            ranks[:, c] = 1 + np.count_nonzero(D < dj[:, c : c + 1], axis=1)
+            tied |= np.count_nonzero(D == dj[:, c : c + 1], axis=1) > 1
+        for r in np.flatnonzero(tied):
+            inverted = np.empty(n, dtype=np.int64)
+            inverted[np.argsort(D[r])] = np.arange(1, n + 1)
+            ranks[r] = inverted[nbrs[r]]
+        ranks -= k
+        t += int(np.sum(ranks[ranks > 0]))
+    return float(1.0 - t * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))))
 
 
 def chance_rate(labels: ArrayLike) -> float:

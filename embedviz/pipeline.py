@@ -23,7 +23,7 @@ from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionEr
 from embedviz.pooling import pool_batch
 from embedviz.progress import ProgressCallback, ProgressReporter
 from embedviz.settings import DEFAULT_MAX_SECONDS, ExtractionSettings, time_grid_requested
-from embedviz.store import EmbeddingStore, StoreEntry
+from embedviz.store import EmbeddingStore, StoreEntry, keys_in
 
 if TYPE_CHECKING:
     from embedviz.extractors.base import Extractor, FrameFeatures
@@ -129,7 +129,7 @@ def missing_clips(manifest: pd.DataFrame, settings: ExtractionSettings, store: E
     """Rows of ``manifest`` that :func:`extract` would compute (none when all are stored or unusable)."""
     entry = store.entry_for(settings)
     m = _with_keys(manifest)
-    todo = m[~m["clip_key"].isin(entry.stored_keys())]
+    todo = m[~keys_in(m["clip_key"], entry.stored_keys())]
     todo = todo[~_unusable_mask(todo, store.unusable_clips())]
     return todo.drop(columns=["clip_key"]).reset_index(drop=True)
 
@@ -497,8 +497,9 @@ def extract(
     key, options = entry.model_key, entry.options
     m = _with_keys(manifest)
     stored = entry.stored_keys()
-    todo = m[~m["clip_key"].isin(stored)].drop_duplicates("clip_key")
-    report.cached = int(m["clip_key"].isin(stored).sum())
+    is_stored = keys_in(m["clip_key"], stored)
+    todo = m[~is_stored].drop_duplicates("clip_key")
+    report.cached = int(is_stored.sum())
     report.entry = entry.id
     # Clips known to be unusable are reported without loading a model.
     bad, known_skips = _known_unusable(todo, store.unusable_clips())
@@ -531,8 +532,8 @@ def extract(
             key = extractor.info.key
             entry = store.entry(key, options)
             stored = entry.stored_keys()
-            report.cached = int(m["clip_key"].isin(stored).sum())
-            todo = todo[~todo["clip_key"].isin(stored)]
+            report.cached = int(keys_in(m["clip_key"], stored).sum())
+            todo = todo[~keys_in(todo["clip_key"], stored)]
         entry = open_entry(store, settings, extractor, key=key, options=options, time_grid=time_grid)
         report.entry = entry.id
         reporter = ProgressReporter(progress, total=len(todo), stage="extracting")

@@ -37,7 +37,7 @@ import pandas as pd
 from embedviz.errors import Cancelled, ConfigError, EmbedvizError, ExtractionError
 from embedviz.progress import ProgressCallback, ProgressReporter
 from embedviz.settings import ExtractionSettings
-from embedviz.store import EmbeddingStore
+from embedviz.store import EmbeddingStore, keys_in
 
 if TYPE_CHECKING:
     from embedviz.pipeline import ExtractionReport
@@ -174,7 +174,7 @@ class _EmbedActor:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from embedviz.pipeline import ExtractionReport, embed_batch
 
-        todo = batch[~batch["clip_key"].isin(self.already)]
+        todo = batch[~keys_in(batch["clip_key"], self.already)]
         report = ExtractionReport(model=self.settings.model)
         rejected: dict[str, str] = {}
         self.entry.write_batch(embed_batch(self.extractor, todo, self.settings, report, rejected))
@@ -271,8 +271,9 @@ def extract_on_ray(
     report.entry = entry.id
     m = _with_keys(manifest)
     stored = entry.stored_keys()
-    todo = m[~m["clip_key"].isin(stored)].drop_duplicates("clip_key")
-    report.cached = int(m["clip_key"].isin(stored).sum())
+    done = keys_in(m["clip_key"], stored)
+    todo = m[~done].drop_duplicates("clip_key")
+    report.cached = int(done.sum())
     # Clips known to be unusable are reported without starting Ray (as the local engine does).
     bad, known_skips = _known_unusable(todo, store.unusable_clips())
     report.skipped.extend(known_skips)

@@ -30,6 +30,7 @@ import pandas as pd
 from embedviz.errors import ConfigError
 from embedviz.progress import ProgressCallback
 from embedviz.reduction import ProjectionPlan, plan_projection
+from embedviz.store import keys_in
 
 if TYPE_CHECKING:  # pragma: no cover
     from embedviz.reduction import Projection, ReductionSettings
@@ -76,7 +77,7 @@ def common_rows(vectors: Mapping[str, Any], layers: Sequence[str] | None = None)
     common = pd.Index(first["clip_key"])
     for layer in names[1:]:
         common = common.intersection(pd.Index(vectors[layer].clips["clip_key"]), sort=False)
-    keep = first["clip_key"].isin(common).to_numpy()
+    keep = keys_in(first["clip_key"], common)
     clips = first[keep].reset_index(drop=True)
     blocks = []
     for layer in names:
@@ -138,11 +139,13 @@ class PanelData:
 
 
 def panel_numbers(X: np.ndarray, clips: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
-    """Separability numbers of one matrix, in the original space (no probe: it is the
-    slow one and the panels do not show it). See :func:`embedviz.metrics.layer_metrics`."""
+    """Separability numbers of one matrix, in the original space: what a panel shows (k-NN
+    accuracy, silhouette, chance, with their sample sizes). Neither the probe nor the
+    speaker-disjoint k-NN (``nan`` here): the panels show neither, and each would cost as
+    much again (Layer analysis computes them). See :func:`embedviz.metrics.layer_metrics`."""
     from embedviz.metrics import layer_metrics
 
-    return layer_metrics(X, clips["word"].to_numpy(), clips["speaker"].to_numpy(), seed=seed, probe=False)
+    return layer_metrics(X, clips["word"].to_numpy(), None, seed=seed, probe=False)
 
 
 def project(X: np.ndarray, reduction: ReductionSettings, *, progress: ProgressCallback | None = None) -> Projection:
@@ -200,7 +203,7 @@ def aligned_coords(panels: Sequence[PanelData]) -> list[np.ndarray]:
         return []
     keys = [p.clips["clip_key"] if "clip_key" in p.clips else p.clips["clip_id"] for p in panels]
     reference = pd.Index(keys[0])
-    if any(len(k) != len(reference) or not reference.isin(k).all() for k in keys[1:]):
+    if any(len(k) != len(reference) or not keys_in(reference, k).all() for k in keys[1:]):
         return [p.coords for p in panels]
     # Every panel in the first panel's row order, aligned, then put back in its own order.
     orders = [pd.Index(k).get_indexer(reference) for k in keys]

@@ -115,10 +115,10 @@ def sidebar(view: ViewSettings, slot=None) -> None:
         st.markdown("#### Dataset")
         try:
             words = cached.words_table(view.dataset)
-            m = cached.manifest(view.dataset)
+            n_clips, n_speakers = cached.dataset_summary(view.dataset)
             st.markdown(
                 f"**{dataset_label(view.dataset)}**  \n"
-                f"{len(words)} words · {len(m)} clips · {m['speaker'].nunique()} speakers"
+                f"{len(words)} words · {n_clips} clips · {n_speakers} speakers"
             )
         except EmbedvizError as error:
             st.error(str(error))

@@ -338,3 +338,50 @@ def test_layer_metrics_adds_speaker_identity_only_when_asked() -> None:
     assert out["speaker_knn_within_word"] < 0.6
     table = metrics_table({"a": X}, words, speakers, probe=False)
     assert list(table.columns) == ["layer", *METRIC_COLUMNS] and table["speaker_within_word_n"].iloc[0] == len(words)
+
+
+# --- the app's fast paths give scikit-learn's exact numbers -------------------------------
+
+
+def _with_duplicates(n: int, dim: int, dtype, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 12, n)
+    X = (rng.normal(0.0, 2.0, size=(12, dim))[codes] + rng.normal(size=(n, dim))).astype(dtype)
+    X[5] = 0.0  # an all-zero vector: cosine distance 1 from everything
+    X[20:30] = X[40]  # exact duplicates: tied distances
+    words = np.array([f"w{c}" for c in codes], dtype=object)
+    words[3] = "alone"  # a word with one clip scores 0
+    coords = (X[:, :2] + 0.1 * rng.normal(size=(n, 2))).astype(np.float32)
+    coords[11] = coords[12]
+    return X, words, coords
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_distance_chunks_are_scikit_learns_values(dtype) -> None:
+    from sklearn.metrics import pairwise_distances_chunked
+
+    from embedviz.metrics import distance_chunks
+
+    X, _, _ = _with_duplicates(700, 16, dtype)
+    q = np.arange(0, 700, 3)
+    for memory in (64, 0.5):  # one chunk, many chunks
+        ours = [D for _, D in distance_chunks(X[q], X, working_memory_mb=memory)]
+        theirs = list(pairwise_distances_chunked(X[q], X, metric="cosine", working_memory=memory))
+        assert [d.shape for d in ours] == [d.shape for d in theirs]
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(ours, theirs))
+        ours_self = np.concatenate([D for _, D in distance_chunks(X, working_memory_mb=memory)])
+        theirs_self = np.concatenate(list(pairwise_distances_chunked(X, metric="cosine", working_memory=memory)))
+        assert np.array_equal(ours_self, theirs_self)
+
+
+@pytest.mark.parametrize(("n", "dtype"), [(400, np.float32), (3200, np.float32), (3200, np.float64)])
+def test_silhouette_and_trustworthiness_equal_scikit_learns_exactly(n, dtype) -> None:
+    # 3,200 rows: several 64 MB chunks here, one chunk in scikit-learn (which zeroes the diagonal).
+    from sklearn.manifold import trustworthiness as sk_trust
+    from sklearn.metrics import silhouette_score
+
+    X, words, coords = _with_duplicates(n, 24, dtype)
+    assert silhouette(X, words, max_n=None) == float(silhouette_score(X, words, metric="cosine"))
+    assert silhouette(X, words, metric="euclidean", max_n=None) == float(silhouette_score(X, words, metric="euclidean"))
+    assert trustworthiness(X, coords, 5, "cosine", max_n=None) == float(sk_trust(X, coords, n_neighbors=5, metric="cosine"))
+    assert trustworthiness(X, coords, 5, max_n=None) == float(sk_trust(X, coords, n_neighbors=5))

@@ -229,3 +229,16 @@ def test_overview_image_is_bounded_and_takes_the_majority_colour() -> None:
     assert np.abs(darkest.astype(int) - np.array(hex_to_rgb(colors["yes"]))).max() <= 2
     assert peak < 100e6
     assert math.isfinite(float(fig.data[0].dx))
+
+
+def test_keys_in_matches_isin_for_every_kind_of_key_column() -> None:
+    from embedviz.store import keys_in
+
+    stored = {f"k{i:05d}" for i in range(0, 20000, 3)}
+    keys = [f"k{i:05d}" for i in range(0, 600, 7)] + ["missing:/x.wav"]
+    for column in (pd.Series(keys), pd.Series(keys, dtype=object), pd.Index(keys), keys):
+        expected = pd.Series(keys, dtype=object).isin(stored).to_numpy()
+        got = keys_in(column, stored)
+        assert got.dtype == bool and np.array_equal(got, expected)
+    assert keys_in(pd.Series([], dtype=str), stored).shape == (0,)
+    assert keys_in(pd.Series(keys), iter(["k00000"])).sum() == 1
