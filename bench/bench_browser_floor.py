@@ -1,0 +1,95 @@
+"""The floor under every app view: how long headless Chromium takes to show a Streamlit page
+with nothing but one 3-point ``st.plotly_chart`` (and, for comparison, text only), in a
+fresh tab of a warm browser and in a fresh profile. No embedviz code runs; the clock is the
+same as ``bench_app_scale.py``'s (first drawn point; status widget gone for 1 s).
+
+Usage::
+
+    flock /tmp/embedviz-bench.lock python bench/bench_browser_floor.py [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+APP = '''import streamlit as st
+import plotly.graph_objects as go
+st.title("floor")
+if st.query_params.get("kind", "plotly") == "plotly":
+    st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], mode="markers")), key="c")
+else:
+    st.write("text only")
+'''
+DRAWN = ("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g._fullData && g._fullData.length"
+         " && g.querySelector('.scatterlayer .point'))")
+TEXT = "() => document.body.innerText.includes('text only')"
+
+
+def settle(page, t0: float, cond: str) -> float:
+    first, quiet = None, 0.0
+    while time.time() - t0 < 60:
+        if first is None and page.evaluate(cond):
+            first = time.time() - t0
+        quiet = 0.0 if page.locator('[data-testid="stStatusWidget"]').count() else quiet + 0.1
+        if quiet >= 1.0 and first is not None:
+            break
+        page.wait_for_timeout(100)
+    return float("nan") if first is None else first
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    rounds = ap.parse_args().rounds
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "app.py"
+        app.write_text(APP)
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+                                 "--server.port", str(port), "--server.address", "127.0.0.1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            with sync_playwright() as p:
+                b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+                ctx = b.new_context(viewport={"width": 1500, "height": 1300})
+                page = ctx.new_page()  # warm-up: the server's first run and the tab's HTTP cache
+                t0 = time.time()
+                page.goto(url + "/?kind=plotly")
+                settle(page, t0, DRAWN)
+                for rnd in range(rounds):
+                    for kind, cond in (("text", TEXT), ("plotly", DRAWN)):
+                        for where in ("fresh profile", "fresh tab"):
+                            c = b.new_context(viewport={"width": 1500, "height": 1300}) if where == "fresh profile" else ctx
+                            page = c.new_page()
+                            t0 = time.time()
+                            page.goto(url + f"/?kind={kind}")
+                            print(f"RESULT round {rnd} {kind} page, {where}: shown in {settle(page, t0, cond):.2f} s",
+                                  flush=True)
+                            page.close()
+                b.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()
