@@ -10,10 +10,40 @@ figure back from the page's ``.js-plotly-plot`` element (``_fullLayout``, ``_ful
 from __future__ import annotations
 
 import re
+import time
 from io import BytesIO
 
 import numpy as np
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, expect
+
+def idle(page: Page, timeout_s: float = 180.0) -> None:
+    """Wait until Streamlit's script has not run for 0.8 s (a fragment may rerun in between)."""
+    app = page.get_by_test_id("stApp")
+    deadline, since = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        if app.get_attribute("data-test-script-state") == "notRunning":
+            since = since or time.monotonic()
+            if time.monotonic() - since > 0.8:
+                return
+        else:
+            since = None
+        page.wait_for_timeout(150)
+    raise AssertionError("Streamlit did not become idle")
+
+
+def open_extracted(page: Page, url: str, n_panels: int) -> None:
+    """Open an Explore URL, press Extract if anything is left to compute, and wait until the
+    figure has ``n_panels`` panels and the page is idle."""
+    page.goto(url)
+    idle(page)
+    extract = page.get_by_role("button", name="Extract")
+    if extract.is_enabled():
+        extract.click()
+        expect(page.get_by_text("Extraction finished")).to_be_visible(timeout=180_000)
+        idle(page)
+    page.wait_for_function(f"() => ({GET_PANELS})().length === {n_panels}", timeout=120_000)
+    idle(page)
+
 
 #: Ring overlays (clicked clip, its neighbours, a box/lasso selection, search hits) are not data.
 RINGS = ("selected", "neighbours", "brushed", "found")

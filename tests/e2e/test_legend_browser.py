@@ -19,26 +19,14 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.explore_figure import GET_PANELS, explore_figure, isolated_point, legend_item, panel_pixels
+from tests.e2e.explore_figure import (
+    GET_PANELS, explore_figure, idle, isolated_point, legend_item, open_extracted, panel_pixels,
+)
 
 pytestmark = pytest.mark.e2e
 
 WORDS = ("cat", "dog", "down", "left", "no", "one", "right", "three", "two", "up", "yes", "zero")
 N = 4  # clips per word: 48 per panel
-
-
-def _idle(page: Page, timeout_s: float = 180.0) -> None:
-    app = page.get_by_test_id("stApp")
-    deadline, since = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        if app.get_attribute("data-test-script-state") == "notRunning":
-            since = since or time.monotonic()
-            if time.monotonic() - since > 0.8:
-                return
-        else:
-            since = None
-        page.wait_for_timeout(150)
-    raise AssertionError("Streamlit did not become idle")
 
 
 def _visibility(page: Page) -> list[dict[str, object]]:
@@ -59,16 +47,8 @@ def _wait_visibility(page: Page, check, what: str) -> list[dict[str, object]]:
 def test_a_legend_click_hides_or_isolates_a_word_in_every_panel(app_url: str, page: Page, screenshots: Path,
                                                                e2e_env: dict[str, str]) -> None:
     tiny = str(Path(e2e_env["EMBEDVIZ_MODEL_ROOTS"]) / "tiny-wav2vec2")
-    page.goto(f"{app_url}/?model=baseline:mel&model={quote(tiny, safe='')}&layers=logmel,mfcc&layers=cnn,2"
-              f"&words={','.join(WORDS)}&n={N}")
-    _idle(page)
-    extract = page.get_by_role("button", name="Extract")
-    if extract.is_enabled():
-        extract.click()
-        expect(page.get_by_text("Extraction finished")).to_be_visible(timeout=180_000)
-        _idle(page)
-    page.wait_for_function(f"() => ({GET_PANELS})().length === 4", timeout=120_000)
-    _idle(page)
+    open_extracted(page, f"{app_url}/?model=baseline:mel&model={quote(tiny, safe='')}&layers=logmel,mfcc"
+                         f"&layers=cnn,2&words={','.join(WORDS)}&n={N}", 4)
     assert page.locator(".js-plotly-plot").count() == 1, "every panel belongs in one figure"
     assert page.get_by_test_id("stException").count() == 0
     panels = page.evaluate(GET_PANELS)
@@ -119,7 +99,7 @@ def test_a_legend_click_hides_or_isolates_a_word_in_every_panel(app_url: str, pa
     page.mouse.click(pos["x"], pos["y"])
     expect(page).to_have_url(re.compile(r"[?&]clip=" + re.escape(quote(clip_id, safe=""))), timeout=30_000)
     expect(page).to_have_url(re.compile(r"[?&]nn_layers=2(&|$)"), timeout=30_000)
-    _idle(page)
+    idle(page)
     heading = page.locator("p").filter(has_text="Nearest neighbours")
     expect(heading).to_have_count(1, timeout=30_000)
     assert "tiny-wav2vec2 · layer 2" in heading.inner_text(), heading.inner_text()
@@ -143,21 +123,13 @@ def test_a_legend_click_hides_or_isolates_a_word_in_every_panel(app_url: str, pa
     expect(page.get_by_role("heading", name=re.compile(r"^\d+ selected clip\(s\)"))).to_be_visible(timeout=30_000)
     page.wait_for_function(f"() => ({GET_PANELS})().length === 4 && ({GET_PANELS})().every(p => p.brushed)",
                            timeout=30_000)
-    _idle(page)
+    idle(page)
     assert page.get_by_test_id("stException").count() == 0
     _shot(page, screenshots / "legend-06-brushed.png")
 
 
 def test_in_3d_a_legend_click_hides_a_word_in_every_scene(app_url: str, page: Page, screenshots: Path) -> None:
-    page.goto(f"{app_url}/?model=baseline:mel&layers=logmel,mfcc&words={','.join(WORDS)}&n={N}&dims=3")
-    _idle(page)
-    extract = page.get_by_role("button", name="Extract")
-    if extract.is_enabled():
-        extract.click()
-        expect(page.get_by_text("Extraction finished")).to_be_visible(timeout=180_000)
-        _idle(page)
-    page.wait_for_function(f"() => ({GET_PANELS})().length === 2", timeout=120_000)
-    _idle(page)
+    open_extracted(page, f"{app_url}/?model=baseline:mel&layers=logmel,mfcc&words={','.join(WORDS)}&n={N}&dims=3", 2)
     assert page.locator(".js-plotly-plot").count() == 1
     panels = page.evaluate(GET_PANELS)
     assert all(set(p["types"]) == {"scatter3d"} and p["nPoints"] == len(WORDS) * N for p in panels), panels

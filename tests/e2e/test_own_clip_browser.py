@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from playwright.sync_api import Page
 
 from embedviz import export
-from tests.e2e.explore_figure import GET_PANELS, explore_figure
+from tests.e2e.explore_figure import GET_PANELS, explore_figure, idle
 
 pytestmark = pytest.mark.e2e
 
@@ -29,20 +28,6 @@ PARAMS = "model=baseline:mel&layers=logmel,mfcc&words=yes,no,up,down&n=12"
 #: The "your clip" point of every panel of Explore's figure (None for a panel without one).
 STARS = f"() => ({GET_PANELS})().map(p => p.stars.length ? p.stars[0] : null)"
 TWO_PANELS = f"() => ({GET_PANELS})().length === 2"
-
-
-def _idle(page: Page, timeout_s: float = 180.0) -> None:
-    app = page.get_by_test_id("stApp")
-    deadline, since = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        if app.get_attribute("data-test-script-state") == "notRunning":
-            since = since or time.monotonic()
-            if time.monotonic() - since > 0.8:
-                return
-        else:
-            since = None
-        page.wait_for_timeout(150)
-    raise AssertionError("Streamlit did not become idle")
 
 
 def _clean(page: Page, where: str) -> None:
@@ -59,18 +44,18 @@ def test_upload_your_clip_see_the_star_and_vote_then_export(app_url: str, page: 
     subprocess.run(["espeak-ng", "-v", "en-us+f4", "-s", "150", "-w", str(clip), "yes"], check=True)
 
     page.goto(f"{app_url}/?{PARAMS}")
-    _idle(page)
+    idle(page)
     extract = page.get_by_role("button", name="Extract")
     if extract.is_enabled():
         extract.click()
         page.wait_for_timeout(1000)
-        _idle(page)
+        idle(page)
     page.wait_for_function(TWO_PANELS, timeout=120_000)
     assert page.evaluate(STARS) == [None, None]
 
     page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(str(clip))
     page.wait_for_function(f"() => {{ const s = ({STARS})(); return s.length === 2 && s.every(v => v !== null); }}", timeout=120_000)
-    _idle(page)
+    idle(page)
     _clean(page, "after the upload")
     stars = page.evaluate(STARS)
     assert len(stars) == 2 and all(s[2] == "star" for s in stars)
@@ -129,21 +114,21 @@ def test_record_your_clip_with_the_browser_microphone(app_url: str, browser, scr
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(f"{app_url}/?{PARAMS}&pool=speech")
-        _idle(page)
+        idle(page)
         extract = page.get_by_role("button", name="Extract")
         if extract.is_enabled():
             extract.click()
             page.wait_for_timeout(1000)
-            _idle(page)
+            idle(page)
         page.wait_for_function(TWO_PANELS, timeout=120_000)
         page.get_by_text("Record", exact=True).click()
-        _idle(page)
+        idle(page)
         button = page.get_by_test_id("stAudioInput").get_by_test_id("stAudioInputActionButton")
         button.click()  # start
         page.wait_for_timeout(2500)
         button.click()  # stop: the recording is sent to the app
         page.wait_for_function(f"() => {{ const s = ({STARS})(); return s.length === 2 && s.every(v => v !== null); }}", timeout=120_000)
-        _idle(page)
+        idle(page)
         _clean(page, "after the recording")
         assert "predicted word" in page.get_by_test_id("stTable").first.inner_text()
         page.get_by_text("Your own clip", exact=True).scroll_into_view_if_needed()
