@@ -7,9 +7,12 @@ reads stored embeddings back for analysis.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -282,6 +285,55 @@ AUTOCAST_MAX_COSINE_DISTANCE = 1e-2
 def autocast_allowed(extractor: "Extractor", waveforms: Sequence[np.ndarray], dtype: str = "bfloat16") -> bool:
     """True if ``dtype`` autocast keeps every pooled vector within the allowed cosine distance."""
     return autocast_cosine_distance(extractor, waveforms, dtype) <= AUTOCAST_MAX_COSINE_DISTANCE
+
+
+#: Per loaded extractor: the autocast dtype its forward passes use (None: fp32), decided once.
+_AUTOCAST: "weakref.WeakKeyDictionary[Extractor, str | None]" = weakref.WeakKeyDictionary()
+
+
+def autocast_dtype(extractor: "Extractor", waveforms: Sequence[np.ndarray]) -> str | None:
+    """The reduced precision ``extractor``'s forward passes run in, or None for fp32.
+
+    Only on CUDA (on CPU bf16 is slower here and fp16 unsupported): bfloat16 where the GPU
+    has it, else float16, and only if on ``waveforms`` (the first batch, at most 4 clips)
+    every layer's mean-pooled vector stays within :data:`AUTOCAST_MAX_COSINE_DISTANCE` of
+    fp32. ``$EMBEDVIZ_AUTOCAST=off`` keeps fp32; ``bfloat16`` / ``float16`` asks for that
+    dtype on any device (still checked). Decided once per loaded extractor and logged.
+    """
+    if extractor in _AUTOCAST:
+        return _AUTOCAST[extractor]
+    wish = os.environ.get("EMBEDVIZ_AUTOCAST", "auto").strip().lower()
+    if wish not in ("auto", "off", "bfloat16", "float16"):
+        raise ConfigError(f"$EMBEDVIZ_AUTOCAST must be auto, off, bfloat16 or float16, got {wish!r}")
+    dtype: str | None = None
+    on_cuda = str(extractor.device).startswith("cuda")
+    if wish in ("bfloat16", "float16"):
+        dtype = wish
+    elif wish == "auto" and on_cuda:
+        import torch
+
+        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if dtype is not None and waveforms:
+        distance = autocast_cosine_distance(extractor, list(waveforms)[:4], dtype)
+        if distance > AUTOCAST_MAX_COSINE_DISTANCE:
+            logger.info("%s autocast moves pooled vectors by cosine distance %.3g (> %g): fp32 kept",
+                        dtype, distance, AUTOCAST_MAX_COSINE_DISTANCE)
+            dtype = None
+        else:
+            logger.info("%s autocast: pooled vectors within cosine distance %.3g of fp32", dtype, distance)
+    _AUTOCAST[extractor] = dtype
+    return dtype
+
+
+def _precision(extractor: "Extractor", waveforms: Sequence[np.ndarray]) -> contextlib.AbstractContextManager:
+    """The context a forward pass runs in: torch autocast where :func:`autocast_dtype` allows it."""
+    dtype = autocast_dtype(extractor, waveforms)
+    if dtype is None:
+        return contextlib.nullcontext()
+    import torch
+
+    device_type = "cuda" if str(extractor.device).startswith("cuda") else "cpu"
+    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
 
 
 def _batches(todo: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
@@ -580,8 +632,10 @@ def _run_batch(
     """Forward one batch and queue it for writing; on failure split it, so one bad clip or OOM skips only itself."""
     if not loaded:
         return
+    waves = [wave for _, wave in loaded]
     try:
-        features = extractor.extract([wave for _, wave in loaded])
+        with _precision(extractor, waves):
+            features = extractor.extract(waves)
     except ExtractionError as exc:
         if len(loaded) == 1:
             clip = loaded[0][0]

@@ -151,3 +151,50 @@ def test_whisper_crop_mode_prefers_its_own_batch_size(tmp_path: Path) -> None:
                               store=EmbeddingStore(tmp_path / "s"))
     assert report.computed == len(manifest)
     assert report.forward_passes == -(-len(manifest) // CROP_BATCH_SIZE)
+
+
+def _tiny_waves(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(n)]
+
+
+def test_autocast_is_off_on_cpu_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EMBEDVIZ_AUTOCAST", raising=False)
+    ext = load_extractor(str(save_tiny_model("wav2vec2", tmp_path / "w")))
+    assert pipeline.autocast_dtype(ext, _tiny_waves(2)) is None  # auto: fp32 on the CPU
+    monkeypatch.setenv("EMBEDVIZ_AUTOCAST", "fp8")
+    other = load_extractor(str(save_tiny_model("wav2vec2", tmp_path / "w2")))
+    with pytest.raises(ConfigError, match="EMBEDVIZ_AUTOCAST"):
+        pipeline.autocast_dtype(other, _tiny_waves(2))
+
+
+def test_autocast_is_used_only_within_the_cosine_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    waves = _tiny_waves(3)
+    folder = save_tiny_model("wav2vec2", tmp_path / "w")
+    monkeypatch.setenv("EMBEDVIZ_AUTOCAST", "bfloat16")  # asked for on the CPU: still checked
+    monkeypatch.setattr(pipeline, "AUTOCAST_MAX_COSINE_DISTANCE", -1.0)  # nothing passes
+    assert pipeline.autocast_dtype(load_extractor(str(folder)), waves) is None
+    monkeypatch.setattr(pipeline, "AUTOCAST_MAX_COSINE_DISTANCE", 1.0)  # everything passes
+    ext = load_extractor(str(folder))
+    assert pipeline.autocast_dtype(ext, waves) == "bfloat16"
+    # The forward pass of the pipeline then runs in bf16: its frames differ from fp32's, within the bound.
+    ref = ext.extract(waves)
+    with pipeline._precision(ext, waves):
+        assert torch.is_autocast_enabled("cpu")
+        low = ext.extract(waves)
+    layer = ext.layer_names[-1]
+    a, b = ref.valid(layer, 0).mean(axis=0), low.valid(layer, 0).mean(axis=0)
+    assert not np.array_equal(a, b)
+    assert 1 - float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) <= pipeline.autocast_cosine_distance(ext, waves) + 1e-6
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_extraction_picks_autocast_within_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EMBEDVIZ_AUTOCAST", raising=False)
+    ext = load_extractor(str(save_tiny_model("wav2vec2", tmp_path / "w")), device="cuda")
+    waves = _tiny_waves(4)
+    dtype = pipeline.autocast_dtype(ext, waves)
+    distance = pipeline.autocast_cosine_distance(ext, waves, dtype or "bfloat16")
+    assert (dtype is not None) == (distance <= pipeline.AUTOCAST_MAX_COSINE_DISTANCE)
