@@ -252,14 +252,34 @@ def render_results(view: ViewSettings, panels: list[tuple[str, list]], status: d
     _selection_table(view, sample)
 
 
+#: The "Selected clip" list offers every clip up to this many; past it (a 100,000-point view
+#: would send and build 100,000 options on every run) only the clips the Highlight text matches.
+MAX_CLIP_OPTIONS = 1000
+
+
+def _clip_options(view: ViewSettings, sample) -> tuple[list[str], str]:
+    """The clip list's options and its help text."""
+    ids = sample["clip_id"]
+    tip = ("Clicking a point in a plot picks its clip (in 3D plots a click may not register in "
+           "every browser; choose the clip here instead).")
+    if len(ids) <= MAX_CLIP_OPTIONS:
+        return [""] + list(ids), tip
+    text = view.find.strip().lower()
+    hit = (ids.str.lower().str.contains(text, regex=False) | (sample["speaker"].str.lower() == text)) if text else None
+    found = list(ids[hit].head(MAX_CLIP_OPTIONS)) if hit is not None else []
+    options = list(dict.fromkeys([""] + ([view.clip] if view.clip else []) + found))
+    return options, (f"{tip} With more than {MAX_CLIP_OPTIONS:,} clips the list holds only the clips that "
+                     f"the Highlight text (above the plots) matches: type a word, a speaker or part of a clip id "
+                     f"there ({len(found):,} listed now).")
+
+
 def _clip_side(view: ViewSettings, sample, nn) -> None:
     with st.container(border=True):
         st.markdown("#### Selected clip")
+        options, tip = _clip_options(view, sample)
         st.selectbox(
-            "Clip", [""] + list(sample["clip_id"]), key=CLIP_KEY,
-            format_func=lambda c: c or "click a point, or choose a clip",
-            help="Clicking a point in a plot picks its clip (in 3D plots a click may not register in "
-            "every browser; choose the clip here instead).",
+            "Clip", options, key=CLIP_KEY,
+            format_func=lambda c: c or "click a point, or choose a clip", help=tip,
         )
         match = sample[sample["clip_id"] == view.clip] if view.clip else sample.iloc[0:0]
         if not view.clip:

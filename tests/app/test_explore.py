@@ -406,3 +406,27 @@ def test_a_view_reads_all_its_layers_in_one_store_pass(env, monkeypatch) -> None
     no_exception(at)
     assert len(panel_titles(at)) == 2
     assert calls == [("logmel", "mfcc")]
+
+
+def test_past_the_cap_the_clip_list_holds_only_what_highlight_matches(env, monkeypatch) -> None:
+    from ui import explore_results
+
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    sample_ids = list(at.selectbox(key="ex_clip").options)
+    assert len(sample_ids) == 1 + 8  # under the cap: every clip of the view, and "none"
+    monkeypatch.setattr(explore_results, "MAX_CLIP_OPTIONS", 3)
+    capped = new_app(dict(at.query_params))
+    capped.run()
+    no_exception(capped)
+    assert len(capped.selectbox(key="ex_clip").options) == 1  # nothing typed: no 100,000-option list
+    assert "Highlight" in capped.selectbox(key="ex_clip").help
+    found = new_app({**dict(at.query_params), "find": "yes"})
+    found.run()
+    options = list(found.selectbox(key="ex_clip").options)[1:]  # [0] is "none" (shown as a hint)
+    assert options and all("yes" in o for o in options) and len(options) <= 3
+    found.selectbox(key="ex_clip").set_value(options[0]).run()
+    assert found.query_params["clip"] == options[0]
+    assert any("Nearest neighbours" in m for m in texts(found.markdown))
