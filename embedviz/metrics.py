@@ -512,7 +512,6 @@ def silhouette_n(
     return (value if math.isfinite(value) else NAN), int(Xf.shape[0])
 
 
-
 def _silhouette_score(X: np.ndarray, y: np.ndarray, metric: str) -> float:
     """``sklearn.metrics.silhouette_score(X, y, metric=metric)``, step for step (the same
     value), over :func:`distance_chunks` (its cosine distances without the slow clip).

@@ -263,9 +263,8 @@ def autocast_cosine_distance(
     kinds = {"bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in kinds:
         raise ConfigError(f"autocast dtype must be bfloat16 or float16, got {dtype!r}")
-    device_type = "cuda" if str(extractor.device).startswith("cuda") else "cpu"
     ref = extractor.extract(list(waveforms))
-    with torch.autocast(device_type=device_type, dtype=kinds[dtype]):
+    with torch.autocast(device_type=_device_type(extractor), dtype=kinds[dtype]):
         low = extractor.extract(list(waveforms))
     worst = 0.0
     for layer in extractor.layer_names:
@@ -276,6 +275,11 @@ def autocast_cosine_distance(
             cos = float(a @ b / denom) if denom > 0 else 1.0
             worst = max(worst, 1.0 - cos)
     return worst
+
+
+def _device_type(extractor: "Extractor") -> str:
+    """torch.autocast's device type for where ``extractor`` runs."""
+    return "cuda" if str(extractor.device).startswith("cuda") else "cpu"
 
 
 #: The most cosine distance from fp32 that autocast may cost a pooled vector.
@@ -306,10 +310,9 @@ def autocast_dtype(extractor: "Extractor", waveforms: Sequence[np.ndarray]) -> s
     if wish not in ("auto", "off", "bfloat16", "float16"):
         raise ConfigError(f"$EMBEDVIZ_AUTOCAST must be auto, off, bfloat16 or float16, got {wish!r}")
     dtype: str | None = None
-    on_cuda = str(extractor.device).startswith("cuda")
     if wish in ("bfloat16", "float16"):
         dtype = wish
-    elif wish == "auto" and on_cuda:
+    elif wish == "auto" and _device_type(extractor) == "cuda":
         import torch
 
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -332,8 +335,7 @@ def _precision(extractor: "Extractor", waveforms: Sequence[np.ndarray]) -> conte
         return contextlib.nullcontext()
     import torch
 
-    device_type = "cuda" if str(extractor.device).startswith("cuda") else "cpu"
-    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
+    return torch.autocast(device_type=_device_type(extractor), dtype=getattr(torch, dtype))
 
 
 def _batches(todo: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:

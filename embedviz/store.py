@@ -759,8 +759,9 @@ class EmbeddingStore:
     ) -> StoreEntry:
         """Create the entry if needed; rebuild it if it was written by another format.
 
-        A new entry keeps the time grid if ``meta`` says ``time_grid`` or
-        ``$EMBEDVIZ_TIME_GRID`` is set (:func:`embedviz.settings.time_grid_requested`); an existing entry keeps
+        A new entry keeps the time grid if ``meta["time_grid"]`` says so (the pipeline's
+        :func:`~embedviz.pipeline.open_entry` always decides it); without that key,
+        :func:`embedviz.settings.time_grid_requested` (``$EMBEDVIZ_TIME_GRID``) does. An existing entry keeps
         what it was created with. Temporary files of crashed writes older than
         :data:`STALE_TMP_SECONDS` and parts a merged part already holds are removed.
         """
