@@ -424,6 +424,85 @@ def _title_lines(panel: Panel) -> int:
     return panel.title.count("<br>") + 1 + (panel.subtitle.count("<br>") + 1 if panel.subtitle else 0)
 
 
+#: Horizontal gap between the panels of a grid row, as a fraction of the plot width.
+GRID_COL_GAP = 0.03
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where the panels of a grid go (shared by :func:`grid_figure` and :func:`echarts_grid`).
+
+    ``cells[k] = (x0, x1, top_px, bottom_px)``: panel ``k``'s plot area, x as fractions of
+    the plot width, y in pixels from the top of the grid; ``titles[k] = (x_centre, top_px)``
+    of its title lines; ``headers = [(text, top_px)]``; ``plot_px`` the grid's height.
+    """
+
+    cells: tuple[tuple[float, float, float, float], ...]
+    titles: tuple[tuple[float, float], ...]
+    headers: tuple[tuple[str, float], ...]
+    plot_px: float
+
+
+def _grid_layout(sections: Sequence[tuple[str, list[Panel], int]], panel_height: int) -> GridLayout:
+    """Lay the cells out top-down in pixels: a header band per section, then rows of
+    panels, each under a band tall enough for the row's longest title."""
+    cells: list[tuple[float, float, float, float]] = []
+    titles: list[tuple[float, float]] = []
+    headers: list[tuple[str, float]] = []
+    y = 0.0
+    for header, ps, cols in sections:
+        if header:
+            headers.append((header, y))
+            y += GRID_HEADER_PX
+        for start in range(0, len(ps), cols):
+            row = ps[start:start + cols]
+            band = GRID_TITLE_LINE_PX * max(_title_lines(p) for p in row) + 4
+            width = (1.0 - GRID_COL_GAP * (cols - 1)) / cols
+            for c in range(len(row)):
+                x0 = c * (width + GRID_COL_GAP)
+                cells.append((x0, x0 + width, y + band, y + band + panel_height))
+                titles.append((x0 + width / 2, y))
+            y += band + panel_height + GRID_ROW_GAP_PX
+    return GridLayout(tuple(cells), tuple(titles), tuple(headers), y - GRID_ROW_GAP_PX)
+
+
+@dataclass(frozen=True)
+class _PreparedGrid:
+    """A grid's panels checked once: ``prepared[k] = (coords, clip_ids, words, speakers)``
+    of panel ``k`` (over all sections), the colours and symbols of every label drawn."""
+
+    sections: list[tuple[str, list[Panel], int]]
+    flat: list[Panel]
+    prepared: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    palette: dict[str, str]
+    symbols: dict[str, str]
+    three_d: bool
+
+
+def _prepare_grid(
+    panels: Sequence[Panel] | Sequence[Section], n_cols: int, color_by: str, colors: Mapping[str, str] | None,
+    figure: str,
+) -> _PreparedGrid:
+    _check_color_by(color_by)
+    sections = _grid_sections(panels, n_cols)
+    flat = [p for _, ps, _ in sections for p in ps]
+    prepared = []
+    for p in flat:
+        arr = _coords(p.coords)
+        n = arr.shape[0]
+        prepared.append(
+            (arr, _column(p.clip_ids, n, "clip_ids"), _column(p.words, n, "words"), _column(p.speakers, n, "speakers"))
+        )
+    dims = {arr.shape[1] for arr, *_ in prepared}
+    if len(dims) > 1:
+        raise ConfigError(f"{figure} panels must all be 2D or all 3D")
+    all_labels: list[str] = []
+    for _, _, w, s in prepared:
+        all_labels.extend((w if color_by == "word" else s).tolist())
+    return _PreparedGrid(sections, flat, prepared, _resolve_colors(all_labels, colors),
+                         _resolve_symbols(all_labels, colors), dims == {3})
+
+
 def grid_figure(
     panels: Sequence[Panel] | Sequence[Section],
     n_cols: int = 3,
@@ -462,47 +541,13 @@ def grid_figure(
     adds overlays. Each panel's title annotation is named ``"panel title"``, in panel
     order; section headers are named ``"section header"``.
     """
-    _check_color_by(color_by)
-    sections = _grid_sections(panels, n_cols)
-    flat = [p for _, ps, _ in sections for p in ps]
-    prepared = []
-    for p in flat:
-        arr = _coords(p.coords)
-        n = arr.shape[0]
-        prepared.append(
-            (arr, _column(p.clip_ids, n, "clip_ids"), _column(p.words, n, "words"), _column(p.speakers, n, "speakers"))
-        )
-    dims = {arr.shape[1] for arr, *_ in prepared}
-    if len(dims) > 1:
-        raise ConfigError("grid_figure panels must all be 2D or all 3D")
-    three_d = dims == {3}
-    all_labels: list[str] = []
-    for _, _, w, s in prepared:
-        all_labels.extend((w if color_by == "word" else s).tolist())
-    palette = _resolve_colors(all_labels, colors)
-    symbols = _resolve_symbols(all_labels, colors)
+    grid = _prepare_grid(panels, n_cols, color_by, colors, "grid_figure")
+    sections, flat, prepared, palette, symbols = grid.sections, grid.flat, grid.prepared, grid.palette, grid.symbols
+    three_d = grid.three_d
     use_webgl = webgl if webgl is not None else sum(a.shape[0] for a, *_ in prepared) >= WEBGL_MIN_POINTS
 
-    # Lay the cells out top-down in pixels, then convert to paper fractions once the height is known.
-    cells: list[tuple[float, float, float, float]] = []  # x0, x1, top px, bottom px
-    titles: list[tuple[float, float]] = []  # x centre, top px
-    headers: list[tuple[str, float]] = []
-    y = 0.0
-    for header, ps, cols in sections:
-        if header:
-            headers.append((header, y))
-            y += GRID_HEADER_PX
-        for start in range(0, len(ps), cols):
-            row = ps[start:start + cols]
-            band = GRID_TITLE_LINE_PX * max(_title_lines(p) for p in row) + 4
-            gap = 0.03
-            width = (1.0 - gap * (cols - 1)) / cols
-            for c in range(len(row)):
-                x0 = c * (width + gap)
-                cells.append((x0, x0 + width, y + band, y + band + panel_height))
-                titles.append((x0 + width / 2, y))
-            y += band + panel_height + GRID_ROW_GAP_PX
-    plot_px = y - GRID_ROW_GAP_PX
+    layout = _grid_layout(sections, panel_height)
+    cells, titles, headers, plot_px = layout.cells, layout.titles, layout.headers, layout.plot_px
 
     def frac(px: float) -> float:
         return max(0.0, min(1.0, 1.0 - px / plot_px))
