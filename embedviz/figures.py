@@ -22,6 +22,7 @@ plotly is imported inside the functions.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -880,6 +881,329 @@ def add_own_clip(fig: "go.Figure", point: Sequence[float], label: str = OWN_CLIP
     return fig
 
 
+#: Ring colours: the clicked clip, its nearest neighbours, a box/lasso selection, search hits.
+SELECTED_COLOUR, NEIGHBOUR_COLOUR, BRUSH_COLOUR, FOUND_COLOUR = "#111111", "#f97316", "#2563eb", "#db2777"
+#: Each ring colour's name (a ring trace or series is called so; the browser tests find rings by it).
+RING_NAMES: dict[str, str] = {SELECTED_COLOUR: "selected", NEIGHBOUR_COLOUR: "neighbours",
+                              BRUSH_COLOUR: "brushed", FOUND_COLOUR: "found"}
+#: Name of a ring in a colour the table does not know.
+OTHER_RING_NAME = "marked"
+
+
+def ring_size(colour: str) -> int:
+    """Diameter in pixels of a ring: the clicked clip's is the largest."""
+    return 18 if colour == SELECTED_COLOUR else 14
+
+
+#: Points in all at most for which the app draws a 2D view with ECharts (:func:`echarts_grid`,
+#: canvas); larger views and 3D stay Plotly (``Scattergl``: WebGL pans 100,000 points smoothly).
+#: Measured in headless Chromium on 2 cores (docs/PERFORMANCE.md, "Plotly or ECharts").
+ECHARTS_MAX_POINTS = 20_000
+
+#: Plotly marker symbols (:data:`SYMBOLS`, the own clip's star) as ECharts symbols, so a label
+#: looks the same in both renderers. ECharts has no x, cross or star: SVG paths of Plotly's shapes.
+ECHARTS_SYMBOLS: dict[str, str] = {
+    "circle": "circle",
+    "diamond": "diamond",
+    "square": "rect",
+    "x": "path://M0,2L2,0L5,3L8,0L10,2L7,5L10,8L8,10L5,7L2,10L0,8L3,5Z",
+    "cross": "path://M3.5,0H6.5V3.5H10V6.5H6.5V10H3.5V6.5H0V3.5H3.5Z",
+    "star": "path://M5,0L6.18,3.45L9.76,3.45L6.9,5.59L7.94,9.05L5,6.9L2.06,9.05L3.1,5.59L0.24,3.45L3.82,3.45Z",
+}
+#: Hover text of a stored clip (Streamlit expands ``{@column}`` of a dataset row in tooltips).
+ECHARTS_TOOLTIP = "clip {@clip}<br>word {@word}<br>speaker {@speaker}"
+#: Columns of each series' dataset (``dataset.source``, sent as Arrow).
+ECHARTS_COLUMNS = ("x", "y", "clip", "word", "speaker")
+#: Share of a panel's data extent left free around its points.
+_PAD = 0.05
+#: Light frame of a panel (the same grey as Plotly's).
+_FRAME_COLOUR = "#d4d4d8"
+
+
+@dataclass(frozen=True)
+class SeriesClips:
+    """What series ``i`` of an :func:`echarts_grid` option draws: panel ``panel``'s clips,
+    ``clip_ids[j]`` being its data row ``j`` (a selection's ``data_indices`` index it)."""
+
+    panel: int
+    clip_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EChartsGrid:
+    """An :func:`echarts_grid` figure: the option for ``st.echarts_chart`` (``height`` x
+    ``width`` pixels) and, per series index, the clips it draws (None: a ring or a star)."""
+
+    option: dict[str, Any]
+    series: tuple[SeriesClips | None, ...]
+    width: int
+    height: int
+
+    def panel_count(self) -> int:
+        return len(self.option["grid"])
+
+    @property
+    def data_token(self) -> str:
+        """A digest of which clips each series draws (not of rings or stars): a chart key
+        built from it starts a fresh selection when the data change, since a kept selection's
+        indices would point at other clips, and stays the same when only the marks change."""
+        from embedviz.hashing import digest_parts
+
+        return digest_parts((f"{s.panel}:" + "\x1f".join(s.clip_ids) for s in self.series if s is not None), 12)
+
+
+def equal_unit_ranges(
+    points: np.ndarray, width_px: float, height_px: float, pad: float = _PAD
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x and y axis ranges that hold ``points`` (n x 2) with a unit the same number of
+    pixels on both axes in a ``width_px`` x ``height_px`` plot (distances are not stretched)."""
+    if width_px <= 0 or height_px <= 0:
+        raise ConfigError(f"a panel needs a positive size, got {width_px} x {height_px}")
+    arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    arr = arr[np.isfinite(arr).all(axis=1)]
+    lo, hi = (arr.min(axis=0), arr.max(axis=0)) if len(arr) else (np.zeros(2), np.zeros(2))
+    span = np.where(hi > lo, hi - lo, 1.0) * (1.0 + 2 * pad)
+    unit = max(span[0] / width_px, span[1] / height_px)  # data units per pixel, the larger wins
+    centre = (lo + hi) / 2
+    half_x, half_y = unit * width_px / 2, unit * height_px / 2
+    return ((float(centre[0] - half_x), float(centre[0] + half_x)),
+            (float(centre[1] - half_y), float(centre[1] + half_y)))
+
+
+def _point(value: Sequence[float] | None, what: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    xy = [float(v) for v in value]
+    if len(xy) != 2 or not all(math.isfinite(v) for v in xy):
+        raise ConfigError(f"{what} needs 2 finite coordinates, got {value!r}")
+    return xy[0], xy[1]
+
+
+def echarts_grid(
+    panels: Sequence[Panel] | Sequence[Section],
+    n_cols: int = 3,
+    *,
+    color_by: ColorBy = "word",
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+    width_px: int = 1100,
+    panel_height: int = 300,
+    show_legend: bool = True,
+    marks: Mapping[str, str] | None = None,
+    own: Sequence[Sequence[float] | None] | None = None,
+    own_hover: str = "",
+) -> EChartsGrid:
+    """The 2D panels of :func:`grid_figure` as ONE Apache ECharts option (``st.echarts_chart``).
+
+    Same input, same look: a section header per :class:`Section`, each panel under its
+    title lines and subtitle (the pixel layout of :func:`grid_figure`), :func:`word_styles`
+    colours and symbols (:data:`ECHARTS_SYMBOLS`), equal units on both axes
+    (:func:`equal_unit_ranges`), a light frame and no tick labels, and one compact legend
+    under the grid (:func:`compact_legend`'s rows; ECharts toggles every series of a
+    name, so a click hides a word in every panel; its "all" / "invert" buttons stand for
+    Plotly's double-click isolation, which ECharts has not). Each panel pans and zooms on
+    its own (inside ``dataZoom`` on both axes, so a unit stays square); the toolbox's box
+    and lasso (``brush`` rect and polygon, on every panel) and a click (``selectedMode``)
+    select. Hover: clip / word / speaker.
+
+    ``marks`` rings clips (clip id -> :data:`RING_NAMES` colour) in every panel they are
+    in; ``own[k]`` is the user's clip in panel ``k`` (a star, one legend entry
+    :data:`OWN_CLIP_NAME`; None: not placed there). Series ``i`` is described by
+    ``.series[i]`` (:class:`SeriesClips`; read a selection with :func:`read_selection`):
+    the word series come first, panel by panel, so rings and stars added later do not
+    move their indices. Each word series has its own ``dataset`` (a DataFrame with
+    :data:`ECHARTS_COLUMNS`, which Streamlit sends as Arrow), so ``data_indices`` index
+    its rows. No Streamlit here.
+    """
+    import pandas as pd
+
+    grid = _prepare_grid(panels, n_cols, color_by, colors, "echarts_grid")
+    if grid.three_d:
+        raise ConfigError("echarts_grid draws 2D panels only (3D stays Plotly: grid_figure)")
+    if isinstance(width_px, bool) or not isinstance(width_px, (int, np.integer)) or width_px < 100:
+        raise ConfigError(f"width_px must be an integer >= 100, got {width_px!r}")
+    if isinstance(panel_height, bool) or not isinstance(panel_height, (int, np.integer)) or panel_height < 20:
+        raise ConfigError(f"panel_height must be an integer >= 20, got {panel_height!r}")
+    n_panels = len(grid.flat)
+    own_points = [None] * n_panels if own is None else [_point(p, "a placed clip") for p in own]
+    if len(own_points) != n_panels:
+        raise ConfigError(f"own has {len(own_points)} entries but there are {n_panels} panels")
+    rings = {str(k): str(v) for k, v in (marks or {}).items()}
+
+    layout = _grid_layout(grid.sections, panel_height)
+    top_px = GRID_FIGURE_TITLE_PX if title else 10
+    left_px, plot_w = 10, width_px - 20
+    has_own = any(p is not None for p in own_points)
+    labels = sorted(grid.palette.keys() & {lab for _, _, w, s in grid.prepared
+                                           for lab in (w if color_by == "word" else s).tolist()})
+    # The legend's two selector buttons take about an entry's width each.
+    _, legend_px = compact_legend(len(labels) + int(has_own) + 2, width_px, title=color_by) if show_legend else ({}, 0)
+    height = int(top_px + layout.plot_px + 20 + legend_px)
+
+    titles: list[dict[str, Any]] = [{"id": "figure title", "text": title, "left": left_px, "top": 8,
+                                     "textStyle": {"fontSize": 13, "fontWeight": "normal"}}]
+    titles += [{"id": f"section header {i}", "text": header, "left": left_px, "top": top_px + top,
+                "textStyle": {"fontSize": 15, "fontWeight": "bold"}}
+               for i, (header, top) in enumerate(layout.headers)]
+    grids, x_axes, y_axes, zooms = [], [], [], []
+    for k, (p, (arr, *_), (x0, x1, top, bottom), (xc, title_top)) in enumerate(
+            zip(grid.flat, grid.prepared, layout.cells, layout.titles)):
+        w_px = (x1 - x0) * plot_w
+        titles.append({"id": f"panel title {k}", "text": p.title.replace("<br>", "\n"),
+                       "subtext": p.subtitle.replace("<br>", "\n"), "left": left_px + xc * plot_w,
+                       "textAlign": "center", "top": top_px + title_top, "itemGap": 1, "padding": 0,
+                       "textStyle": {"fontSize": 12, "fontWeight": "normal", "lineHeight": GRID_TITLE_LINE_PX},
+                       "subtextStyle": {"fontSize": 10, "color": "#555", "lineHeight": GRID_TITLE_LINE_PX}})
+        grids.append({"left": left_px + x0 * plot_w, "top": top_px + top, "width": w_px, "height": panel_height,
+                      "show": True, "borderColor": _FRAME_COLOUR, "borderWidth": 1, "containLabel": False})
+        extent = arr if own_points[k] is None else np.vstack([arr, np.asarray([own_points[k]])])
+        (xmin, xmax), (ymin, ymax) = equal_unit_ranges(extent, w_px, panel_height)
+        hidden = {"axisLabel": {"show": False}, "axisTick": {"show": False}, "splitLine": {"show": False},
+                  "axisLine": {"show": False}}
+        x_axes.append({"type": "value", "gridIndex": k, "min": xmin, "max": xmax, **hidden})
+        y_axes.append({"type": "value", "gridIndex": k, "min": ymin, "max": ymax, **hidden})
+        # Two inside zooms (x, y) per panel: the wheel scales both by one factor, so a unit stays square;
+        # filterMode "none" keeps points off screen in the data (a pan brings them back).
+        zooms += [{"type": "inside", "xAxisIndex": [k], "filterMode": "none"},
+                  {"type": "inside", "yAxisIndex": [k], "filterMode": "none"}]
+
+    datasets: list[dict[str, Any]] = []
+    series: list[dict[str, Any]] = []
+    series_map: list[SeriesClips | None] = []
+    for k, (arr, ids, w, s) in enumerate(grid.prepared):
+        groups = w if color_by == "word" else s
+        marker = _marker_style(arr.shape[0], three_d=False)
+        for label in sorted(set(groups.tolist())):
+            idx = np.flatnonzero(groups == label)
+            # float32 halves the coordinate bytes (as in the Plotly figure); a picture needs no more.
+            xy = arr[idx].astype(np.float32)
+            datasets.append({"source": pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "clip": ids[idx],
+                                                     "word": w[idx], "speaker": s[idx]}, columns=list(ECHARTS_COLUMNS))})
+            series.append({
+                "type": "scatter", "id": f"panel {k} · {label}", "name": label, "xAxisIndex": k, "yAxisIndex": k,
+                "datasetIndex": len(datasets) - 1, "encode": {"x": "x", "y": "y", "tooltip": ["clip", "word", "speaker"]},
+                "symbol": ECHARTS_SYMBOLS[grid.symbols.get(label, "circle")], "symbolSize": marker["size"],
+                "itemStyle": {"color": grid.palette[label], "opacity": marker["opacity"]},
+                "emphasis": {"scale": 1.6}, "selectedMode": "single",
+                "select": {"itemStyle": {"borderColor": SELECTED_COLOUR, "borderWidth": 1.5, "opacity": 1}},
+            })
+            series_map.append(SeriesClips(k, tuple(ids[idx].tolist())))
+    for k, (arr, ids, _, _) in enumerate(grid.prepared):
+        by_colour: dict[str, list[int]] = {}
+        for i, clip in enumerate(ids.tolist()):
+            if clip in rings:
+                by_colour.setdefault(rings[clip], []).append(i)
+        for colour, rows in by_colour.items():
+            # Silent: a ring takes no click or hover from the point under it.
+            series.append({"type": "scatter", "id": f"panel {k} · ring {colour}", "name": RING_NAMES.get(colour, OTHER_RING_NAME),
+                           "xAxisIndex": k, "yAxisIndex": k, "data": arr[rows].round(6).tolist(), "symbol": "circle",
+                           "symbolSize": ring_size(colour), "silent": True, "z": 3, "tooltip": {"show": False},
+                           "itemStyle": {"color": "transparent", "borderColor": colour, "borderWidth": 2.5}})
+            series_map.append(None)
+        if own_points[k] is not None:
+            series.append({"type": "scatter", "id": f"panel {k} · {OWN_CLIP_NAME}", "name": OWN_CLIP_NAME,
+                           "xAxisIndex": k, "yAxisIndex": k, "data": [list(own_points[k])],
+                           "symbol": ECHARTS_SYMBOLS["star"], "symbolSize": 20, "z": 4,
+                           "itemStyle": {"color": "#facc15", "borderColor": OWN_CLIP_COLOUR, "borderWidth": 2},
+                           "label": {"show": True, "position": "top", "formatter": OWN_CLIP_NAME,
+                                     "color": OWN_CLIP_COLOUR, "fontSize": 12},
+                           "tooltip": {"formatter": own_hover or OWN_CLIP_NAME}})
+            series_map.append(None)
+
+    legend_top = top_px + layout.plot_px + 20
+    option: dict[str, Any] = {
+        "animation": False,
+        "title": titles,
+        "tooltip": {"trigger": "item", "formatter": ECHARTS_TOOLTIP},
+        "grid": grids, "xAxis": x_axes, "yAxis": y_axes, "dataZoom": zooms,
+        "dataset": datasets, "series": series,
+        # Box and lasso on every panel; a brush targets the axes, so its areas are reported.
+        # No brushLink: it links equal data indices across series, and here every series
+        # holds other clips (the page rings a selection in every panel instead).
+        "toolbox": {"right": 110, "top": 4, "itemSize": 14,
+                    "feature": {"brush": {"type": ["rect", "polygon", "clear"],
+                                          "title": {"rect": "box", "polygon": "lasso", "clear": "clear"}}}},
+        "brush": {"toolbox": ["rect", "polygon", "clear"], "xAxisIndex": "all", "throttleType": "debounce",
+                  "throttleDelay": 300, "brushStyle": {"borderWidth": 1, "color": "rgba(37,99,235,0.08)",
+                                                       "borderColor": BRUSH_COLOUR},
+                  "inBrush": {}, "outOfBrush": {}},
+    }
+    if show_legend:
+        titles.append({"id": "legend title", "text": color_by, "left": left_px, "top": legend_top,
+                       "textStyle": {"fontSize": 10, "fontWeight": "normal"}})
+        option["legend"] = {
+            "left": left_px, "top": legend_top + LEGEND_ROW_PX, "width": plot_w, "orient": "horizontal",
+            "data": labels + ([OWN_CLIP_NAME] if has_own else []),
+            "itemWidth": 10, "itemHeight": 10, "itemGap": LEGEND_ENTRY_SPAN_PX - LEGEND_ENTRY_PX - 15,
+            "textStyle": {"fontSize": 10, "width": LEGEND_ENTRY_PX, "overflow": "truncate"},
+            "selector": [{"type": "all", "title": "all"}, {"type": "inverse", "title": "invert"}],
+            "selectorPosition": "end",
+        }
+    else:
+        option["legend"] = {"show": False}
+    return EChartsGrid(option, tuple(series_map), int(width_px), height)
+
+
+@dataclass(frozen=True)
+class SelectionMemory:
+    """What a chart's selection held at the previous event (kept by the caller between events)."""
+
+    points: frozenset[tuple[int, int]] = frozenset()
+    areas: str = "[]"
+    clicked: frozenset[tuple[int, int]] = frozenset()
+
+
+@dataclass(frozen=True)
+class ChartSelection:
+    """What one selection event of an :func:`echarts_grid` chart did.
+
+    ``clicked``: ``(panel, clip id)`` of the point just clicked, else None. ``brushed``: the
+    clips inside the box/lasso now (``()`` once it is cleared); None when the brush did not change.
+    """
+
+    clicked: tuple[int, str] | None = None
+    brushed: tuple[str, ...] | None = None
+
+
+def _selected_points(series: Sequence[SeriesClips | None], selection: Mapping[str, Any]) -> set[tuple[int, int]]:
+    """(series index, data index) of every selected point of a word series, indices checked
+    (a keyed chart keeps its selection while the option changes)."""
+    out = set()
+    for group in selection.get("selected") or []:
+        i = group.get("series_index")
+        if not isinstance(i, int) or not 0 <= i < len(series) or series[i] is None:
+            continue
+        n = len(series[i].clip_ids)
+        out.update((i, j) for j in group.get("data_indices") or [] if isinstance(j, int) and 0 <= j < n)
+    return out
+
+
+def read_selection(
+    series: Sequence[SeriesClips | None], event: Mapping[str, Any] | None, memory: SelectionMemory
+) -> tuple[ChartSelection, SelectionMemory]:
+    """Decode an ``st.echarts_chart`` event of an :func:`echarts_grid` chart.
+
+    ECharts reports the UNION of the points selected by clicks (each series keeps its
+    last clicked point) and by the brush, so the click is found by difference: a point in
+    the union that was not in it before, while the brush areas stayed the same. A changed
+    brush gives the clips it holds: the union less the points that earlier clicks selected.
+    """
+    selection = (event or {}).get("selection") or {}
+    points = _selected_points(series, selection)
+    areas = json.dumps(selection.get("areas") or [], sort_keys=True)
+    clip = lambda pair: series[pair[0]].clip_ids[pair[1]]  # noqa: E731
+    if areas != memory.areas:
+        clicked = memory.clicked & points
+        brushed = tuple(dict.fromkeys(clip(p) for p in sorted(points - clicked)))
+        return ChartSelection(brushed=brushed), SelectionMemory(frozenset(points), areas, frozenset(clicked))
+    new = sorted(points - memory.points)
+    if not new:
+        return ChartSelection(), SelectionMemory(frozenset(points), areas, memory.clicked & points)
+    pick = new[0]
+    return (ChartSelection(clicked=(series[pick[0]].panel, clip(pick))),
+            SelectionMemory(frozenset(points), areas, frozenset((memory.clicked & points) | {pick})))
+
+
 #: Readable names for the speaker-vs-word and layer-wise measure columns
 #: (:data:`embedviz.metrics.SPEAKER_WORD_COLUMNS`, :data:`embedviz.measures.MEASURE_COLUMNS`).
 MEASURE_LABELS: dict[str, str] = {
@@ -1045,7 +1369,23 @@ def write_html(fig: "go.Figure", path: str | Path) -> Path:
 
 
 __all__ = [
+    "BRUSH_COLOUR",
+    "ChartSelection",
     "DIM_OPACITY",
+    "ECHARTS_MAX_POINTS",
+    "ECHARTS_SYMBOLS",
+    "EChartsGrid",
+    "FOUND_COLOUR",
+    "GridLayout",
+    "NEIGHBOUR_COLOUR",
+    "RING_NAMES",
+    "SELECTED_COLOUR",
+    "SelectionMemory",
+    "SeriesClips",
+    "echarts_grid",
+    "equal_unit_ranges",
+    "read_selection",
+    "ring_size",
     "OWN_CLIP_NAME",
     "add_own_clip",
     "add_to_panel",

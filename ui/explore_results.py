@@ -27,8 +27,10 @@ from ui.explore_steps import BRUSH_KEY, CLIP_KEY, SPACE_KEY
 MAX_LISTED_NUMBERS = 6
 #: Plot-area height of a 2D panel and of a 3D scene, in pixels.
 PANEL_PX, SCENE_PX = 260, 340
-#: Key of the page's one figure (its selection events go to :func:`_on_select`).
+#: Key of the page's one Plotly figure (its selection events go to :func:`_on_select`).
 CHART_KEY = "ex_panels"
+#: Key prefix of the page's one ECharts chart (events: :func:`_on_echarts_select`).
+ECHARTS_KEY = "ex_panels_ec"
 
 
 def _clear_clip() -> None:
@@ -137,9 +139,7 @@ def _drawable(view, status, panels, reduction, extracted: set) -> list[tuple[str
 
 def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=None) -> None:
     """Every drawable panel of the page in ONE figure, then each panel's numbers."""
-    import plotly.graph_objects as go
-
-    from embedviz.figures import Panel, Section, add_own_clip, add_to_panel, grid_figure, panel_of_traces, panel_subtitle
+    from embedviz.figures import ECHARTS_MAX_POINTS, Panel, Section, panel_subtitle
 
     sections = _drawable(view, status, panels, reduction, extracted)
     drawn = [panel for _, here, _ in sections for panel in here]
@@ -161,11 +161,66 @@ def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=
         ], n_cols))
     # Many speakers would bury the plots under their legend; hover names each point's speaker.
     show_legend = view.color_by == "word" or max(clips["speaker"].nunique() for *_, clips in drawn) <= 12
+    title = f"{view.pooling} pooling" + (f" · {shared}" if shared else "")
+    spaces = tuple(space for space, *_ in drawn)
+    if view.dims == 2 and sum(len(clips) for *_, clips in drawn) <= ECHARTS_MAX_POINTS:
+        _echarts(figure_sections, view, colors, marks, [(own or {}).get(space) for space in spaces],
+                 show_legend, title, spaces)
+    else:
+        _plotly(figure_sections, view, colors, marks, own, show_legend, title, drawn)
+    listed = st.container() if len(drawn) <= MAX_LISTED_NUMBERS else st.expander(
+        f"Numbers of all {len(drawn)} panels", expanded=False)
+    with listed:
+        for (name, layers), p, _, clips in drawn:
+            prefix = f"{cached.model_label(name)} · {'+'.join(layers)}: "
+            st.caption(_numbers_caption(p, clips["speaker"].nunique(), view, prefix), help=NUMBERS_HELP)
+
+
+def _echarts(figure_sections, view, colors, marks, own_points, show_legend, title, spaces) -> None:
+    """The 2D panels as one ECharts chart (``figures.echarts_grid``): a fresh tab evaluates
+    ~1.2 MB of ECharts instead of ~4.7 MB of plotly.js (docs/PERFORMANCE.md)."""
+    from embedviz.figures import echarts_grid
+
+    grid = echarts_grid(
+        figure_sections, color_by=view.color_by, colors=colors, width_px=RESULTS_WIDTH_PX, panel_height=PANEL_PX,
+        show_legend=show_legend, marks=marks, own=own_points, title=title,
+    )
+    # The key follows the clips drawn, not the rings: a ring keeps the chart (and its legend
+    # toggles and zoom), new data start it afresh (a kept selection would name other clips).
+    key = f"{ECHARTS_KEY}_{grid.data_token}"
+    st.echarts_chart(grid.option, key=key, on_select=lambda: _on_echarts_select(key, spaces, grid.series),
+                     width=grid.width, height=grid.height)
+
+
+def _on_echarts_select(chart_key: str, spaces: tuple, series) -> None:
+    """The ECharts chart's selection callback, as :func:`_on_select`: a click picks a clip
+    and its panel's space, a box or lasso selects many clips (``figures.read_selection``
+    finds which point was just clicked in ECharts' union of selections)."""
+    from embedviz.figures import SelectionMemory, read_selection
+
+    memory_key = f"{chart_key}_memory"
+    event, memory = read_selection(series, st.session_state.get(chart_key), st.session_state.get(memory_key, SelectionMemory()))
+    st.session_state[memory_key] = memory
+    if event.brushed is not None:
+        st.session_state[BRUSH_KEY] = list(event.brushed)
+    elif event.clicked is not None:
+        panel, clip = event.clicked
+        st.session_state[CLIP_KEY] = clip
+        st.session_state[SPACE_KEY] = spaces[panel]
+
+
+def _plotly(figure_sections, view, colors, marks, own, show_legend, title, drawn) -> None:
+    """3D views and 2D views past ``figures.ECHARTS_MAX_POINTS``: one Plotly figure
+    (``Scattergl`` pans 100,000 points smoothly; each 3D scene is its own WebGL context)."""
+    import plotly.graph_objects as go
+
+    from embedviz.figures import add_own_clip, add_to_panel, grid_figure, panel_of_traces
+
     fig = grid_figure(
         figure_sections, color_by=view.color_by, colors=colors, width_px=RESULTS_WIDTH_PX,
         panel_height=SCENE_PX if view.dims == 3 else PANEL_PX, show_legend=show_legend,
         extra_legend_entries=int(any((own or {}).get(space) is not None for space, *_ in drawn)),
-        title=f"{view.pooling} pooling" + (f" · {shared}" if shared else ""),
+        title=title,
     )
     starred = False
     for i, (space, _, coords, clips) in enumerate(drawn):
@@ -183,12 +238,6 @@ def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=
         fig, key=CHART_KEY, on_select=lambda: _on_select(CHART_KEY, spaces, owner),
         selection_mode=("points", "box", "lasso") if view.dims == 2 else "points", config={"displaylogo": False},
     )
-    listed = st.container() if len(drawn) <= MAX_LISTED_NUMBERS else st.expander(
-        f"Numbers of all {len(drawn)} panels", expanded=False)
-    with listed:
-        for (name, layers), p, _, clips in drawn:
-            prefix = f"{cached.model_label(name)} · {'+'.join(layers)}: "
-            st.caption(_numbers_caption(p, clips["speaker"].nunique(), view, prefix), help=NUMBERS_HELP)
 
 
 def _on_select(chart_key: str, spaces: tuple, owner: tuple[int, ...]) -> None:

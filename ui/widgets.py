@@ -13,6 +13,16 @@ import streamlit as st
 
 from embedviz.audio import NOTICE_KINDS
 from embedviz.errors import EmbedvizError
+# The ring table lives in the library, shared by the Plotly rings here and the ECharts figure.
+from embedviz.figures import (  # noqa: F401 (re-exported for the pages)
+    BRUSH_COLOUR,
+    FOUND_COLOUR,
+    NEIGHBOUR_COLOUR,
+    OTHER_RING_NAME,
+    RING_NAMES,
+    SELECTED_COLOUR,
+    ring_size,
+)
 from embedviz.viewstate import ViewSettings
 from ui import cached, state
 from ui.jobs import PROGRESS_REFRESH_S
@@ -281,9 +291,9 @@ def mark_clips(fig, coords, clip_ids, marked: dict[str, str]) -> None:
             by_colour.setdefault(marked[clip], []).append(i)
     for colour, rows in by_colour.items():
         points = [[float(v) for v in coords[i]] for i in rows]
-        size = 18 if colour == SELECTED_COLOUR else 14
+        size = ring_size(colour)
         marker = {"symbol": "circle-open", "size": size, "color": colour, "line": {"width": 2.5}}
-        name = RING_NAMES.get(colour, "marked")  # the browser tests find the clicked clip's ring by name
+        name = RING_NAMES.get(colour, OTHER_RING_NAME)  # the browser tests find the clicked clip's ring by name
         common = {"mode": "markers", "marker": marker, "showlegend": False, "hoverinfo": "skip", "name": name}
         if points and len(points[0]) == 3:
             fig.add_trace(go.Scatter3d(x=[p[0] for p in points], y=[p[1] for p in points], z=[p[2] for p in points], **common))
@@ -291,9 +301,6 @@ def mark_clips(fig, coords, clip_ids, marked: dict[str, str]) -> None:
             fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], **common))
 
 
-#: Ring colours: the clicked clip, its nearest neighbours, a box/lasso selection, search hits.
-SELECTED_COLOUR, NEIGHBOUR_COLOUR, BRUSH_COLOUR, FOUND_COLOUR = "#111111", "#f97316", "#2563eb", "#db2777"
-RING_NAMES = {SELECTED_COLOUR: "selected", NEIGHBOUR_COLOUR: "neighbours", BRUSH_COLOUR: "brushed", FOUND_COLOUR: "found"}
 
 
 def choice(view: ViewSettings, name: str, key: str, *, options: Sequence | None = None, value=None, **kwargs):
