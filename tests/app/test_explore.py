@@ -10,6 +10,7 @@ import pytest
 
 from embedviz.viewstate import DEFAULT_MODELS
 from tests.app.conftest import new_app, no_exception, texts, wait_for_job
+from tests.app.explore_chart import echart, panel_titles, plotly_figure, select
 
 MEL_PARAMS = {"model": "baseline:mel", "layers": "logmel,mfcc", "words": "yes,no", "n": "4"}
 
@@ -18,19 +19,6 @@ def widget(at, kind: str, key: str):
     return getattr(at, kind)(key=key)
 
 
-def figure(at) -> dict | None:
-    """The page's one figure of every panel (None when nothing is drawn)."""
-    import json
-
-    charts = at.get("plotly_chart")
-    assert len(charts) <= 1, f"{len(charts)} charts: every panel belongs in one figure"
-    return json.loads(charts[0].proto.spec) if charts else None
-
-
-def panel_titles(at) -> list[str]:
-    """The title of each drawn panel, in panel order (section headers left out)."""
-    spec = figure(at)
-    return [a["text"] for a in spec["layout"].get("annotations", []) if a.get("name") == "panel title"] if spec else []
 
 
 def test_defaults_show_every_step_and_write_the_url(env) -> None:
@@ -151,7 +139,8 @@ def test_extract_baseline_then_plots_come_from_the_store(env) -> None:
     no_exception(at)
     assert any("Extraction finished" in s for s in texts(at.success))
     assert any("8 computed, 0 already stored" in s for s in texts(at.success))
-    assert [t.split("<br>")[0] for t in panel_titles(at)] == ["layer logmel", "layer mfcc"]
+    assert [t.split("\n")[0] for t in panel_titles(at)] == ["layer logmel", "layer mfcc"]
+    assert echart(at) is not None and plotly_figure(at) is None  # a small 2D view: ECharts
     captions = " ".join(texts(at.caption))
     assert captions.count("k-NN accuracy") == 2 and "silhouette" in captions
     assert next(b for b in at.button if b.label == "Extract").disabled  # nothing left to compute
@@ -351,7 +340,7 @@ def test_a_projection_over_the_budget_is_refused_with_its_cost(env, monkeypatch)
     no_exception(at)
     warnings = " ".join(texts(at.warning))
     assert warnings.count("t-SNE on 8 points would take") == 2 and "or PCA" in warnings
-    assert len(at.get("plotly_chart")) == 0
+    assert len(at.get("plotly_chart")) == 0 and len(at.get("echarts_chart")) == 0
 
 
 def test_every_panel_of_the_page_is_one_figure_with_one_legend(env, local_model: Path) -> None:
@@ -365,24 +354,82 @@ def test_every_panel_of_the_page_is_one_figure_with_one_legend(env, local_model:
     wait_for_job(at)
     no_exception(at)
     tiny = at.multiselect(key=f"ex_layers::{local_model}").value
-    spec = figure(at)
-    headers = [a["text"] for a in spec["layout"]["annotations"] if a.get("name") == "section header"]
-    assert headers == ["<b>Log-mel / MFCC baseline</b>", "<b>tiny-wav2vec2</b>"]
+    chart = echart(at)
+    option = chart.option
+    assert [t["text"] for t in chart.titles("section header")] == ["Log-mel / MFCC baseline", "tiny-wav2vec2"]
     n_panels = 2 + len(tiny)
     assert len(panel_titles(at)) == n_panels and all("kNN" in t and "trust" in t for t in panel_titles(at))
-    data = [t for t in spec["data"] if t.get("customdata")]
-    assert {t.get("xaxis", "x") for t in data} == {"x"} | {f"x{k}" for k in range(2, n_panels + 1)}
-    shown = [t["name"] for t in data if t.get("showlegend", True)]
-    assert sorted(shown) == ["no", "yes"]  # each word once, for every panel
-    assert all(t["legendgroup"] == t["name"] for t in data)
-    assert spec["layout"]["legend"]["orientation"] == "h"
-    assert spec["layout"]["legend"]["yref"] == "container"  # under the plots
+    data = chart.word_series()
+    assert {s["xAxisIndex"] for s in data} == set(range(n_panels)) and len(option["grid"]) == n_panels
+    # ECharts toggles every series of a name: one legend entry per word hides it in every panel.
+    assert option["legend"]["data"] == ["no", "yes"]
+    assert sorted({s["name"] for s in data}) == ["no", "yes"] and len(data) == 2 * n_panels
+    grids = option["grid"]
+    assert option["legend"]["top"] > max(g["top"] + g["height"] for g in grids)  # under the plots
     assert " ".join(texts(at.caption)).count("k-NN accuracy") == n_panels  # every panel's numbers, shown
     assert not [e for e in at.expander if "Numbers" in e.label]
     # tiny-wav2vec2's panels start a row of their own, under the baseline's two.
-    layout = spec["layout"]
-    assert layout["yaxis3"]["domain"][1] < layout["yaxis2"]["domain"][0]
-    assert layout["yaxis"]["domain"] == layout["yaxis2"]["domain"]
+    assert grids[2]["top"] > grids[1]["top"] + grids[1]["height"]
+    assert grids[0]["top"] == grids[1]["top"] and grids[1]["left"] > grids[0]["left"]
+
+
+def test_a_click_picks_its_clip_and_panel_and_a_box_rings_its_clips_in_every_panel(env) -> None:
+    """What the chart's selection callback does with ECharts' events (the union of the
+    clicked points and the brushed ones): a new point in it is the clip just clicked, in
+    that series' panel; a changed brush selects the clips it holds, ringed in all panels."""
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    chart = echart(at)
+    series = chart.option["series"]
+    mfcc = next(i for i, s in enumerate(series) if s.get("xAxisIndex") == 1 and "datasetIndex" in s)
+    clicked = chart.rows(series[mfcc])["clip"].iloc[1]
+    select(at, [{"series_index": mfcc, "data_indices": [1]}])
+    no_exception(at)
+    assert at.query_params["clip"] == clicked
+    assert at.query_params["nn_layers"] == "mfcc"  # the clicked panel's space
+    rings = [s for s in echart(at).option["series"] if s.get("name") == "selected"]
+    assert {s["xAxisIndex"] for s in rings} == {0, 1}  # the clicked clip is ringed in both panels
+    # A box over the logmel panel: its clips (not the earlier click) become the selection, ringed everywhere.
+    logmel = [i for i, s in enumerate(series) if s.get("xAxisIndex") == 0 and "datasetIndex" in s]
+    boxed = [{"series_index": i, "data_indices": [0]} for i in logmel]
+    select(at, [{"series_index": mfcc, "data_indices": [1]}, *boxed],
+           [{"brush_index": 0, "brush_type": "rect", "coord_range": [[-9, 9], [-9, 9]]}])
+    no_exception(at)
+    expected = {chart.rows(series[i])["clip"].iloc[0] for i in logmel}
+    assert set(at.session_state["ex_brush"]) == expected
+    brushed = [s for s in echart(at).option["series"] if s.get("name") == "brushed"]
+    assert {s["xAxisIndex"] for s in brushed} == {0, 1}
+    # The same clips in both panels (a boxed clip that is also a neighbour of the clicked one is ringed orange).
+    assert len(brushed[0]["data"]) == len(brushed[1]["data"]) >= 1
+    assert at.query_params["clip"] == clicked  # the box did not change the clicked clip
+
+
+def test_a_3d_view_stays_plotly_with_a_scene_per_panel(env) -> None:
+    at = new_app({**MEL_PARAMS, "dims": "3"})
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    no_exception(at)
+    assert echart(at) is None
+    spec = plotly_figure(at)
+    assert {t["type"] for t in spec["data"] if t.get("customdata")} == {"scatter3d"}
+    assert "scene2" in spec["layout"] and len(panel_titles(at)) == 2
+
+
+def test_a_2d_view_past_the_echarts_cap_stays_plotly(env, monkeypatch) -> None:
+    from embedviz import figures
+
+    monkeypatch.setattr(figures, "ECHARTS_MAX_POINTS", 15)  # 2 panels x 8 clips = 16 points
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    no_exception(at)
+    assert echart(at) is None
+    assert [t.split("\n")[0] for t in panel_titles(at)] == ["layer logmel", "layer mfcc"]
+    assert plotly_figure(at)["layout"]["xaxis2"]
 
 
 def test_a_view_reads_all_its_layers_in_one_store_pass(env, monkeypatch) -> None:

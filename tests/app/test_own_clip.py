@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from embedviz.datasets import open_dataset
 from tests.app.conftest import new_app, no_exception, texts, wait_for_job
+from tests.app.explore_chart import echart, plotly_array, plotly_figure
 
 PARAMS = {"model": "baseline:mel", "layers": "logmel,mfcc", "words": "yes,no", "n": "6"}
 
@@ -34,31 +34,11 @@ def _extracted(params: dict) -> object:
     return wait_for_job(at)
 
 
-def _array(value) -> np.ndarray:
-    """A Plotly JSON array: a list, or a typed array ``{"dtype", "bdata"}`` (base64)."""
-    import base64
-
-    if isinstance(value, dict):
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-    return np.asarray(value, dtype=np.float64)
-
-
-def _panels(at) -> list[list[dict]]:
-    """The traces of each panel of the page's one figure (panel k: axes x{k+1}, the first x)."""
-    (chart,) = at.get("plotly_chart")
-    spec = json.loads(chart.proto.spec)
-    n = sum(1 for a in spec["layout"].get("annotations", []) if a.get("name") == "panel title")
-    refs = [t.get("scene", "scene")[5:] if t.get("type") == "scatter3d" else t.get("xaxis", "x")[1:] for t in spec["data"]]
-    return [[t for t, ref in zip(spec["data"], refs) if ref == (str(k + 1) if k else "")] for k in range(n)]
-
-
-def _stars(at) -> list[list[float]]:
-    """The "your clip" point of every panel (None for a panel without one)."""
-    stars = []
-    for traces in _panels(at):
-        own = [t for t in traces if t.get("name") == "your clip"]
-        stars.append([_array(own[0]["x"])[0], _array(own[0]["y"])[0]] if own else None)
-    return stars
+def _stars(at) -> list[list[float] | None]:
+    """The "your clip" point of every 2D panel of the page's ECharts chart (None: none there)."""
+    chart = echart(at)
+    assert chart is not None and plotly_figure(at) is None  # a small 2D view is ECharts
+    return chart.stars()
 
 
 def _votes(at):
@@ -114,13 +94,14 @@ def test_a_stored_clip_uploaded_lands_on_its_own_point_in_aligned_panels(env, po
     clip = open_dataset(None).sample(["yes", "no"], 6, seed=0).iloc[2]
     at.get("file_uploader")[0].set_value((Path(clip["path"]).name, Path(clip["path"]).read_bytes(), "audio/wav")).run()
     no_exception(at)
-    for traces, star in zip(_panels(at), _stars(at), strict=True):
-        own_point = [
-            (_array(t["x"])[i], _array(t["y"])[i]) for t in traces if t.get("customdata")
-            for i, c in enumerate(t["customdata"]) if c[0] == clip["clip_id"]
-        ]
-        assert len(own_point) == 1
-        np.testing.assert_allclose(star, own_point[0], atol=1e-3)
+    chart = echart(at)
+    stars = _stars(at)
+    assert len(stars) == 2
+    for k, star in enumerate(stars):
+        own_point = chart.panel_points(k)[clip["clip_id"]]
+        np.testing.assert_allclose(star, own_point, atol=1e-3)
+    # One legend entry for the stars of every panel, after the words.
+    assert chart.option["legend"]["data"][-1] == "your clip" and chart.option["legend"]["data"].count("your clip") == 1
     votes = _votes(at)
     assert (votes["similarity"] == "1.000").all()  # its nearest stored clip is itself
 
@@ -158,12 +139,12 @@ def test_in_3d_the_clip_is_a_marker_on_its_own_point(env) -> None:
     clip = open_dataset(None).sample(["yes", "no"], 6, seed=0).iloc[7]
     at.get("file_uploader")[0].set_value((Path(clip["path"]).name, Path(clip["path"]).read_bytes(), "audio/wav")).run()
     no_exception(at)
-    (chart,) = at.get("plotly_chart")
-    spec = json.loads(chart.proto.spec)
+    assert echart(at) is None  # 3D stays Plotly
+    spec = plotly_figure(at)
     (own,) = [t for t in spec["data"] if t.get("name") == "your clip"]
     assert own["type"] == "scatter3d"
     point = [
-        [_array(t[a])[i] for a in "xyz"] for t in spec["data"] if t.get("customdata")
+        [plotly_array(t[a])[i] for a in "xyz"] for t in spec["data"] if t.get("customdata")
         for i, c in enumerate(t["customdata"]) if c[0] == clip["clip_id"]
     ]
-    np.testing.assert_allclose([_array(own[a])[0] for a in "xyz"], point[0], atol=1e-3)
+    np.testing.assert_allclose([plotly_array(own[a])[0] for a in "xyz"], point[0], atol=1e-3)

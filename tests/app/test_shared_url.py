@@ -3,7 +3,6 @@ neighbours come from; Data & cache keeps the chosen words across dataset switche
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from embedviz.datasets import open_dataset
@@ -11,6 +10,7 @@ from embedviz.pipeline import extract
 from embedviz.settings import ExtractionSettings
 from embedviz.store import EmbeddingStore
 from tests.app.conftest import DATA, EXPLORE, new_app, no_exception, page, texts
+from tests.app.explore_chart import echart
 from tests.app.test_data_cache import small_dataset
 
 WORDS = ("yes", "no")
@@ -36,8 +36,8 @@ def test_the_recipient_sees_the_senders_clip_and_neighbour_panel(env, local_mode
                   "words": ",".join(WORDS), "n": "3"})
     at.run()
     no_exception(at)
-    (chart,) = at.get("plotly_chart")  # every panel is a subplot of one figure
-    assert sum(a.get("name") == "panel title" for a in json.loads(chart.proto.spec)["layout"]["annotations"]) >= 3
+    chart = echart(at)  # every panel is a grid of one chart
+    assert len(chart.panel_titles()) >= 3 and len(chart.option["grid"]) == len(chart.panel_titles())
     layer = at.multiselect(key=f"ex_layers::{local_model}").value[-1]
     # The sender clicks a point in the tiny model's last layer (what the plot's on_select callback does).
     clip = open_dataset().sample(list(WORDS), 3, seed=0)["clip_id"].iloc[0]
