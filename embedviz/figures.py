@@ -916,6 +916,8 @@ ECHARTS_TOOLTIP = "clip {@clip}<br>word {@word}<br>speaker {@speaker}"
 ECHARTS_COLUMNS = ("x", "y", "clip", "word", "speaker")
 #: Share of a panel's data extent left free around its points.
 _PAD = 0.05
+#: Width the legend's selector buttons take right of its entries.
+_SELECTOR_PX = 100
 #: Light frame of a panel (the same grey as Plotly's).
 _FRAME_COLOUR = "#d4d4d8"
 
@@ -998,7 +1000,9 @@ def echarts_grid(
     Same input, same look: a section header per :class:`Section`, each panel under its
     title lines and subtitle (the pixel layout of :func:`grid_figure`), :func:`word_styles`
     colours and symbols (:data:`ECHARTS_SYMBOLS`), equal units on both axes
-    (:func:`equal_unit_ranges`), a light frame and no tick labels, and one compact legend
+    (:func:`equal_unit_ranges`, exact when the chart is ``width_px`` wide: across, the
+    layout is in shares of the width, so a narrower column squeezes it a little rather
+    than cutting off the last panel), a light frame and no tick labels, and one compact legend
     under the grid (:func:`compact_legend`'s rows; ECharts toggles every series of a
     name, so a click hides a word in every panel; its "all" / "invert" buttons stand for
     Plotly's double-click isolation, which ECharts has not). Each panel pans and zooms on
@@ -1033,11 +1037,18 @@ def echarts_grid(
     layout = _grid_layout(grid.sections, panel_height)
     top_px = GRID_FIGURE_TITLE_PX if title else 10
     left_px, plot_w = 10, width_px - 20
+
+    def pct(px: float) -> str:
+        # Across, positions are shares of the chart's width: a column narrower than width_px
+        # (the chart shrinks to it) squeezes the panels a little instead of cutting off the last.
+        return f"{100 * px / width_px:.3f}%"
+
     has_own = any(p is not None for p in own_points)
     labels = sorted(grid.palette.keys() & {lab for _, _, w, s in grid.prepared
                                            for lab in (w if color_by == "word" else s).tolist()})
-    # The legend's two selector buttons take about an entry's width each.
-    _, legend_px = compact_legend(len(labels) + int(has_own) + 2, width_px, title=color_by) if show_legend else ({}, 0)
+    # The legend's selector buttons ("all", "invert") sit right of its rows, in the last _SELECTOR_PX.
+    legend_w = plot_w - _SELECTOR_PX
+    _, legend_px = compact_legend(len(labels) + int(has_own), legend_w, title=color_by) if show_legend else ({}, 0)
     height = int(top_px + layout.plot_px + 20 + legend_px)
 
     titles: list[dict[str, Any]] = [{"id": "figure title", "text": title, "left": left_px, "top": 8,
@@ -1050,11 +1061,11 @@ def echarts_grid(
             zip(grid.flat, grid.prepared, layout.cells, layout.titles)):
         w_px = (x1 - x0) * plot_w
         titles.append({"id": f"panel title {k}", "text": p.title.replace("<br>", "\n"),
-                       "subtext": p.subtitle.replace("<br>", "\n"), "left": left_px + xc * plot_w,
+                       "subtext": p.subtitle.replace("<br>", "\n"), "left": pct(left_px + xc * plot_w),
                        "textAlign": "center", "top": top_px + title_top, "itemGap": 1, "padding": 0,
                        "textStyle": {"fontSize": 12, "fontWeight": "normal", "lineHeight": GRID_TITLE_LINE_PX},
                        "subtextStyle": {"fontSize": 10, "color": "#555", "lineHeight": GRID_TITLE_LINE_PX}})
-        grids.append({"left": left_px + x0 * plot_w, "top": top_px + top, "width": w_px, "height": panel_height,
+        grids.append({"left": pct(left_px + x0 * plot_w), "top": top_px + top, "width": pct(w_px), "height": panel_height,
                       "show": True, "borderColor": _FRAME_COLOUR, "borderWidth": 1, "containLabel": False})
         extent = arr if own_points[k] is None else np.vstack([arr, np.asarray([own_points[k]])])
         (xmin, xmax), (ymin, ymax) = equal_unit_ranges(extent, w_px, panel_height)
@@ -1132,7 +1143,7 @@ def echarts_grid(
         titles.append({"id": "legend title", "text": color_by, "left": left_px, "top": legend_top,
                        "textStyle": {"fontSize": 10, "fontWeight": "normal"}})
         option["legend"] = {
-            "left": left_px, "top": legend_top + LEGEND_ROW_PX, "width": plot_w, "orient": "horizontal",
+            "left": left_px, "top": legend_top + LEGEND_ROW_PX, "width": pct(legend_w), "orient": "horizontal",
             "data": labels + ([OWN_CLIP_NAME] if has_own else []),
             "itemWidth": 10, "itemHeight": 10, "itemGap": LEGEND_ENTRY_SPAN_PX - LEGEND_ENTRY_PX - 15,
             "textStyle": {"fontSize": 10, "width": LEGEND_ENTRY_PX, "overflow": "truncate"},

@@ -39,6 +39,11 @@ def panel(seed: int, n: int = 40, title: str = "layer 1", subtitle: str = "kNN 0
     return Panel(title, coords, ids, words, speakers, subtitle=subtitle)
 
 
+def px(value: str | float, width: int) -> float:
+    """A position across the chart in pixels (echarts_grid gives shares of the width: "12.5%")."""
+    return float(value[:-1]) / 100 * width if isinstance(value, str) else float(value)
+
+
 def word_series(grid) -> list[dict]:
     return [s for s in grid.option["series"] if "datasetIndex" in s]
 
@@ -108,7 +113,7 @@ def test_equal_units_make_a_unit_the_same_pixels_on_both_axes() -> None:
     # In the figure: each panel's axis ranges over its grid's pixel size agree.
     grid = echarts_grid([panel(0), panel(1, n=10)], n_cols=2, width_px=760, panel_height=260)
     for g, xa, ya in zip(grid.option["grid"], grid.option["xAxis"], grid.option["yAxis"]):
-        assert (xa["max"] - xa["min"]) / g["width"] == pytest.approx((ya["max"] - ya["min"]) / g["height"])
+        assert (xa["max"] - xa["min"]) / px(g["width"], 760) == pytest.approx((ya["max"] - ya["min"]) / g["height"], rel=1e-4)
     with pytest.raises(ConfigError):
         equal_unit_ranges(wide, 0, 100)
 
@@ -128,17 +133,18 @@ def test_the_pixel_layout_follows_grid_figure_sections_titles_and_legend() -> No
     g = option["grid"]
     assert g[0]["top"] == g[1]["top"] < g[2]["top"] == g[3]["top"] == g[4]["top"]
     assert g[2]["top"] - (g[1]["top"] + 200) > GRID_HEADER_PX  # the second header sits between the rows
-    assert g[1]["width"] > g[2]["width"]  # 2 a row, then 3 a row
+    assert px(g[1]["width"], 760) > px(g[2]["width"], 760)  # 2 a row, then 3 a row
+    assert px(g[0]["left"], 760) < px(g[1]["left"], 760) and px(g[2]["left"], 760) < px(g[3]["left"], 760)
     assert all(x["height"] == 200 for x in g)
     assert headers["section header 1"]["top"] > g[1]["top"] + 200
-    assert max(x["left"] + x["width"] for x in g) <= 760
+    assert max(px(x["left"], 760) + px(x["width"], 760) for x in g) <= 760
     legend = option["legend"]
     assert legend["top"] > max(x["top"] + x["height"] for x in g) and legend["top"] < grid.height
     assert legend["data"] == ["down", "no", "up", "yes"]
     assert headers["legend title"]["text"] == "word"
-    # The same heights as the Plotly grid, which sizes its figure the same way.
-    assert grid.height == grid_figure(sections, width_px=760, panel_height=200, title="mean pooling",
-                                      extra_legend_entries=2).layout.height
+    # The same heights as the Plotly grid, which sizes its figure the same way (its legend rows
+    # as wide as the ECharts legend's, whose selector buttons take the rest).
+    assert grid.height == grid_figure(sections, width_px=640, panel_height=200, title="mean pooling").layout.height
     hidden = echarts_grid(sections, width_px=760, panel_height=200, show_legend=False)
     assert hidden.option["legend"] == {"show": False} and hidden.height < grid.height
 
