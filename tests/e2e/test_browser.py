@@ -30,7 +30,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
 from embedviz.viewstate import ViewSettings
-from tests.e2e.explore_figure import GET_PANELS, explore_figure, isolated_point, panel_pixels
+from tests.e2e.explore_figure import EC_SELECTOR, GET_PANELS, explore_figure, hover_text, isolated_point, panel_pixels
 
 pytestmark = pytest.mark.e2e
 
@@ -189,7 +189,7 @@ def status_lines(page: Page) -> str:
 
 def expect_plots_drawn(page: Page, n_panels: int, where: str) -> list[dict]:
     """Explore's one figure with ``n_panels`` panels of data (clip ids in customdata) and visibly drawn points."""
-    plots = page.locator(".js-plotly-plot")
+    plots = page.locator(f"{EC_SELECTOR}, .js-plotly-plot")  # ECharts for a small 2D view, else Plotly
     expect(plots, f"{where}: one figure for every panel").to_have_count(1, timeout=60_000)
     deadline = time.monotonic() + 30
     info = page.evaluate(GET_PANELS)
@@ -204,8 +204,8 @@ def expect_plots_drawn(page: Page, n_panels: int, where: str) -> list[dict]:
         )
         assert set(p["words"]) == set(WORDS), f"{where}: panel {i} shows words {sorted(set(p['words']))}"
     gd = explore_figure(page)
-    if any("scattergl" in p["types"] for p in info):
-        assert gd.locator("canvas").count() > 0, f"{where}: Scattergl panels without a canvas"
+    if any("scattergl" in p["types"] or "echarts-scatter" in p["types"] for p in info):
+        assert gd.locator("canvas").count() > 0, f"{where}: WebGL / ECharts panels without a canvas"
     else:
         assert gd.locator(".scatterlayer .trace").count() > 0, f"{where}: no SVG trace drawn"
     # The markers must really be painted (WebGL works in headless chromium, or Plotly says it does not).
@@ -398,9 +398,8 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
         pos
     )
     page.mouse.move(pos["x"], pos["y"])
-    hover = gd.locator(".hoverlayer .hovertext").first
-    expect(hover, "hover label over the point").to_be_attached(timeout=10_000)
-    assert clip_id in (hover.text_content() or ""), f"hovering shows {hover.text_content()!r}, not {clip_id}"
+    shown = hover_text(gd)
+    assert clip_id in shown, f"hovering shows {shown!r}, not {clip_id}"
     page.mouse.click(pos["x"], pos["y"])
     expect(page).to_have_url(re.compile(r"[?&]clip=" + re.escape(quote(clip_id, safe=""))), timeout=UI_TIMEOUT)
     wait_idle(page)

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Page
 
 from embedviz import export
-from tests.e2e.explore_figure import GET_PANELS, explore_figure, idle
+from tests.e2e.explore_figure import GET_PANELS, explore_figure, idle, is_echarts, legend_names
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +59,9 @@ def test_upload_your_clip_see_the_star_and_vote_then_export(app_url: str, page: 
     _clean(page, "after the upload")
     stars = page.evaluate(STARS)
     assert len(stars) == 2 and all(s[2] == "star" for s in stars)
-    # One legend entry for the stars of every panel.
-    assert explore_figure(page).locator(".legend .legendtext", has_text="your clip").count() == 1
+    # One legend entry for the stars of every panel (a small 2D view: the ECharts chart).
+    gd = explore_figure(page)
+    assert is_echarts(gd) and legend_names(gd).count("your clip") == 1
     votes = page.get_by_test_id("stTable").filter(has_text="predicted word")
     text = votes.inner_text()
     assert "Log-mel / MFCC baseline · logmel" in text and "Log-mel / MFCC baseline · mfcc" in text
