@@ -13,8 +13,9 @@ points, Layer analysis and Data & cache (slow) for screenshots.
 Library panel: 35 words of synthetic 128-d clusters (the width of the log-mel baseline),
 timed steps: PCA projection, the panel's numbers (k-NN, silhouette), trustworthiness, the
 Plotly figure and its JSON (what ``st.plotly_chart`` sends). App: each view opens in a
-fresh browser context on one warm server; "first plot" is when a Plotly chart has drawn
-its points, "shown" when Streamlit's running indicator has also been gone for 1 s;
+fresh browser context on one warm server; "first plot" is when a chart has drawn its
+points (Plotly: data and points or a WebGL canvas; ECharts: data in the instance and
+coloured pixels on its canvas), "shown" when Streamlit's running indicator has also been gone for 1 s;
 "server CPU" is the CPU time the server process spent on the view.
 """
 from __future__ import annotations
@@ -31,9 +32,34 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "backward,bed,bird,cat,dog,down,eight,five,follow,forward,four,go,happy,house,learn,left,marvin,nine,no,off,on,one,right,seven,sheila,six,stop,three,tree,two,up,visual,wow,yes,zero"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
-#: A chart counts as drawn once it has data and its points exist (SVG points or a WebGL canvas).
-DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g._fullData && g._fullData.length
+#: A Plotly chart counts as drawn once it has data and its points exist (SVG points or a WebGL canvas).
+PLOTLY_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g._fullData && g._fullData.length
     && (g.querySelector('.scatterlayer .point') || g.querySelector('canvas')))"""
+#: An ECharts chart counts as drawn once its instance holds the points (every series' data
+#: counted, the Arrow datasets swapped in) and its canvas has painted some of them: a
+#: pixel with colour (markers use the word palette; frames, text and background are grey).
+ECHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stEChartsChart"]')].some(el => {
+    const fk = Object.keys(el).find(k => k.startsWith('__reactFiber$'));
+    let inst = null;
+    for (let f = el[fk]; f && !inst; f = f.return)
+        for (let h = f.memoizedState, n = 0; h && n < 200 && !inst; h = h.next, n++) {
+            const v = h.memoizedState;
+            if (v && typeof v.getOption === 'function' && typeof v.dispatchAction === 'function') inst = v;
+        }
+    const model = inst && inst.getModel();
+    if (!model) return false;
+    const points = model.getSeries().reduce((n, s) => n + s.getData().count(), 0);
+    if (!points) return false;
+    return [...el.querySelectorAll('canvas')].some(c => {
+        const ctx = c.getContext('2d'), d = ctx && ctx.getImageData(0, 0, c.width, c.height).data;
+        if (!d) return false;
+        for (let i = 0; i < d.length; i += 16)
+            if (d[i + 3] > 200 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60) return true;
+        return false;
+    });
+})"""
+#: Either renderer: Explore draws 2D views up to figures.ECHARTS_MAX_POINTS with ECharts, the rest with Plotly.
+DRAWN = f"() => ({PLOTLY_DRAWN})() || ({ECHARTS_DRAWN})()"
 
 
 def library_panels(sizes: list[int]) -> None:
@@ -154,7 +180,7 @@ def app_views(dataset: str, cache: str, shots: Path, repo: Path, extras: bool) -
                 print(f"{name}: first plot {first:.1f} s, shown {shown:.1f} s, server CPU {server_cpu() - c0:.2f} s",
                       flush=True)
                 # Streamlit scrolls inside its main container: bring the plots into the viewport.
-                pg.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+                pg.locator('.js-plotly-plot, [data-testid="stEChartsChart"]').first.scroll_into_view_if_needed()
                 pg.screenshot(path=str(shots / f"scale_{name.replace(', ', '_').replace(' ', '_')}.png"))
             for k, (first, shown) in results.items():
                 print(f"RESULT {k}: first plot {first:.1f} s, shown {shown:.1f} s "

@@ -1,7 +1,8 @@
 """The floor under every app view: how long headless Chromium takes to show a Streamlit page
-with nothing but one 3-point ``st.plotly_chart`` (and, for comparison, text only), in a
-fresh tab of a warm browser and in a fresh profile. No embedviz code runs; the clock is the
-same as ``bench_app_scale.py``'s (first drawn point; status widget gone for 1 s).
+with nothing but one 3-point ``st.plotly_chart`` or one 3-point ``st.echarts_chart`` (and,
+for comparison, text only), in a fresh tab of a warm browser and in a fresh profile. No
+embedviz code runs; the clock is the same as ``bench_app_scale.py``'s (first drawn point,
+its ``DRAWN`` conditions; status widget gone for 1 s).
 
 Usage::
 
@@ -22,13 +23,18 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 APP = '''import streamlit as st
 import plotly.graph_objects as go
 st.title("floor")
-if st.query_params.get("kind", "plotly") == "plotly":
+kind = st.query_params.get("kind", "plotly")
+if kind == "plotly":
     st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], mode="markers")), key="c")
+elif kind == "echarts":
+    st.echarts_chart({"animation": False, "xAxis": {"type": "value"}, "yAxis": {"type": "value"},
+                      "series": [{"type": "scatter", "data": [[1, 3], [2, 1], [3, 2]], "symbolSize": 12,
+                                  "itemStyle": {"color": "#2E91E5"}}]}, key="e")
 else:
     st.write("text only")
 '''
-DRAWN = ("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g._fullData && g._fullData.length"
-         " && g.querySelector('.scatterlayer .point'))")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_app_scale import ECHARTS_DRAWN, PLOTLY_DRAWN  # noqa: E402 (one definition of "drawn")
 TEXT = "() => document.body.innerText.includes('text only')"
 
 
@@ -74,9 +80,9 @@ def main() -> None:
                 page = ctx.new_page()  # warm-up: the server's first run and the tab's HTTP cache
                 t0 = time.time()
                 page.goto(url + "/?kind=plotly")
-                settle(page, t0, DRAWN)
+                settle(page, t0, PLOTLY_DRAWN)
                 for rnd in range(rounds):
-                    for kind, cond in (("text", TEXT), ("plotly", DRAWN)):
+                    for kind, cond in (("text", TEXT), ("plotly", PLOTLY_DRAWN), ("echarts", ECHARTS_DRAWN)):
                         for where in ("fresh profile", "fresh tab"):
                             c = b.new_context(viewport={"width": 1500, "height": 1300}) if where == "fresh profile" else ctx
                             page = c.new_page()

@@ -1,16 +1,20 @@
 """The Explore page's results: the panels, brushing across them, and the selected clip.
 
-``render_results`` draws every panel of the page as ONE Plotly figure
-(``figures.grid_figure``): a section per header (one per model, or "Layers
-concatenated"), its panels as subplots under it. So one compact legend under the plots
-hides (click) or isolates (double-click) a word in every panel at once, 2D and 3D, and
-all WebGL panels share one context (the browser keeps ~16, separate charts would
-blank). What is marked is the same in every panel: the clicked clip (black ring), its
-nearest neighbours in the chosen panel's original space (orange), a box or lasso
-selection (blue: drawn in any 2D panel, brushed into all of them) and the clips matching
-the highlight text (pink). Hidden words (the app-level word filter, kept in the URL) are
-left out of every panel. Every layer a model's panels show is read from the store in one
-pass first. The numbers come from :mod:`ui.cached`.
+``render_results`` draws every panel of the page as ONE chart: a 2D view of up to
+``figures.ECHARTS_MAX_POINTS`` points in all is one ``st.echarts_chart``
+(``figures.echarts_grid``: ~1.2 MB of ECharts to start in a fresh tab against ~4.7 MB of
+plotly.js), 3D views and larger 2D ones one Plotly figure (``figures.grid_figure``;
+``Scattergl`` keeps 100,000 points smooth to pan). A section per header (one per model,
+or "Layers concatenated") holds its panels. So one compact legend under the plots hides
+(click) a word in every panel at once, 2D and 3D (Plotly also isolates on double-click,
+ECharts with its "all" / "invert" buttons), and all WebGL panels share one context (the
+browser keeps ~16, separate charts would blank). What is marked is the same in every
+panel: the clicked clip (black ring), its nearest neighbours in the chosen panel's
+original space (orange), a box or lasso selection (blue: drawn in any 2D panel, brushed
+into all of them) and the clips matching the highlight text (pink). Hidden words (the
+app-level word filter, kept in the URL) are left out of every panel. Every layer a
+model's panels show is read from the store in one pass first. The numbers come from
+:mod:`ui.cached`.
 """
 
 from __future__ import annotations
