@@ -204,6 +204,8 @@ def _on_echarts_select(chart_key: str, spaces: tuple, series) -> None:
 
     memory_key = f"{chart_key}_memory"
     event, memory = read_selection(series, st.session_state.get(chart_key), st.session_state.get(memory_key, SelectionMemory()))
+    for stale in [k for k in st.session_state if str(k).startswith(ECHARTS_KEY) and str(k).endswith("_memory")]:
+        del st.session_state[stale]  # earlier charts' memories (other data): one is kept, not one per view
     st.session_state[memory_key] = memory
     if event.brushed is not None:
         st.session_state[BRUSH_KEY] = list(event.brushed)
