@@ -896,9 +896,12 @@ def ring_size(colour: str) -> int:
 
 
 #: Points in all at most for which the app draws a 2D view with ECharts (:func:`echarts_grid`,
-#: canvas); larger views and 3D stay Plotly (``Scattergl``: WebGL pans 100,000 points smoothly).
-#: Measured in headless Chromium on 2 cores (docs/PERFORMANCE.md, "Plotly or ECharts").
-ECHARTS_MAX_POINTS = 20_000
+#: canvas); larger views and 3D stay Plotly (``Scattergl``). Measured in headless Chromium on
+#: 2 cores (bench/bench_echarts_cap.py, docs/PERFORMANCE.md "Plotly or ECharts"): ECharts shows
+#: two panels 1.2-1.8 s sooner at 5,000-20,000 points, but pans slower at every size (drag
+#: frames p90 100-133 ms against Plotly's 50-67 ms up to 10,000 points, 283 against 117 ms at
+#: 20,000), so it takes the views up to the 5,250-clip two-panel view (10,500 points) and no more.
+ECHARTS_MAX_POINTS = 12_000
 
 #: Plotly marker symbols (:data:`SYMBOLS`, the own clip's star) as ECharts symbols, so a label
 #: looks the same in both renderers. ECharts has no x, cross or star: SVG paths of Plotly's shapes.
