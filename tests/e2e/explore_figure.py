@@ -354,3 +354,9 @@ def start_box(gd: Locator) -> None:
         gd.page.mouse.click(e["x"] + e["w"] / 2, e["y"] + e["h"] / 2)
     else:
         gd.locator('.modebar-btn[data-title="Box Select"]').click()
+
+
+def zoom_windows(gd: Locator) -> list[list[float]]:
+    """ECharts: each panel's x and y inside-dataZoom windows, ``[start, end]`` in percent
+    (panel ``k``: entries ``2k`` and ``2k + 1``; ``[0, 100]``: not zoomed)."""
+    return gd.evaluate("gd => (%s)(gd).getOption().dataZoom.map(z => [z.start, z.end])" % EC_INST)

@@ -23,7 +23,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.explore_figure import (
     GET_PANELS, click_legend, explore_figure, hover_text, idle, is_echarts, isolate_legend, isolated_point, legend_item,
-    legend_names, open_extracted, panel_box, panel_pixels, show_all_legend, start_box,
+    legend_names, open_extracted, panel_box, panel_pixels, show_all_legend, start_box, zoom_windows,
 )
 
 pytestmark = pytest.mark.e2e
@@ -116,6 +116,24 @@ def test_a_legend_click_hides_or_isolates_a_word_in_every_panel(app_url: str, pa
     seen = _visibility(page)
     assert all(p[w] is True for p in seen for w in WORDS), f"a redraw shows every word again: {seen}"
     _shot(page, screenshots / "legend-04-clicked.png")
+
+    # The wheel over one panel zooms that panel only (both its axes: a unit stays square).
+    gd = explore_figure(page)
+    gd.scroll_into_view_if_needed()
+    for _ in range(4):  # Streamlit lets a wheel scroll the page until the pointer rests on the chart
+        left, top, width, height = panel_box(gd, 0)
+        for step in range(5):
+            page.mouse.move(left + width / 2 + step, top + height / 2)
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(600)
+        page.mouse.wheel(0, -240)
+        page.wait_for_timeout(500)
+        if zoom_windows(gd)[0] != [0, 100]:
+            break
+    windows = zoom_windows(gd)
+    assert windows[0] != [0, 100] and windows[1] != [0, 100], f"panel 0 did not zoom: {windows}"
+    assert windows[0][1] - windows[0][0] == pytest.approx(windows[1][1] - windows[1][0], abs=0.5), windows
+    assert all(w == [0, 100] for w in windows[2:]), f"another panel zoomed too: {windows}"
 
     # A box drawn in one panel (mfcc) selects its clips and rings them blue in every panel.
     gd = explore_figure(page)
