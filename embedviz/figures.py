@@ -903,6 +903,17 @@ def ring_size(colour: str) -> int:
 #: 20,000), so it takes the views up to the 5,250-clip two-panel view (10,500 points) and no more.
 ECHARTS_MAX_POINTS = 12_000
 
+#: The two chart libraries of the app's scatter views.
+Renderer = Literal["echarts", "plotly"]
+
+
+def renderer_for(dims: int, n_points: int) -> Renderer:
+    """Which library draws a scatter view of ``n_points`` points in all, in ``dims`` dimensions:
+    ECharts for 2D up to :data:`ECHARTS_MAX_POINTS`, Plotly for 3D and larger 2D views."""
+    if dims not in (2, 3) or n_points < 0:
+        raise ConfigError(f"renderer_for needs dims 2 or 3 and n_points >= 0, got {dims}, {n_points}")
+    return "echarts" if dims == 2 and n_points <= ECHARTS_MAX_POINTS else "plotly"
+
 #: Plotly marker symbols (:data:`SYMBOLS`, the own clip's star) as ECharts symbols, so a label
 #: looks the same in both renderers. ECharts has no x, cross or star: SVG paths of Plotly's shapes.
 ECHARTS_SYMBOLS: dict[str, str] = {
@@ -1387,6 +1398,8 @@ __all__ = [
     "ChartSelection",
     "DIM_OPACITY",
     "ECHARTS_MAX_POINTS",
+    "Renderer",
+    "renderer_for",
     "ECHARTS_SYMBOLS",
     "EChartsGrid",
     "FOUND_COLOUR",

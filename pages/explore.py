@@ -56,6 +56,7 @@ with st.expander("Highlight and hide", expanded=bool(view.find or view.hide)):
     hide = c2.multiselect("Hide words in every plot", list(view.words), key="ex_hide")
 view = view.replace(find=find.strip(), hide=tuple(hide))
 panels = explore_steps.planned_panels(view, layers)
+widgets.preload_charts(explore_steps.expected_renderer(view, panels))  # loads while the server works
 view = explore_steps.choose_clip(view, panels)
 state.commit(view)
 

@@ -17,6 +17,7 @@ from embedviz.viewstate import ViewSettings, spec
 from ui import cached, measures_panel, state, widgets
 
 state.ensure_routed()  # must run before anything is drawn
+widgets.preload_charts()  # plotly.js loads in the browser while the server works
 
 METRIC = spec("metric")  # options and labels: metrics.SEPARABILITY_METRICS, figures.METRIC_LABELS
 view, words_df, nav = widgets.page_start()

@@ -143,7 +143,7 @@ def _drawable(view, status, panels, reduction, extracted: set) -> list[tuple[str
 
 def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=None) -> None:
     """Every drawable panel of the page in ONE figure, then each panel's numbers."""
-    from embedviz.figures import ECHARTS_MAX_POINTS, Panel, Section, panel_subtitle
+    from embedviz.figures import Panel, Section, panel_subtitle, renderer_for
 
     sections = _drawable(view, status, panels, reduction, extracted)
     drawn = [panel for _, here, _ in sections for panel in here]
@@ -167,7 +167,7 @@ def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=
     show_legend = view.color_by == "word" or max(clips["speaker"].nunique() for *_, clips in drawn) <= 12
     title = f"{view.pooling} pooling" + (f" · {shared}" if shared else "")
     spaces = tuple(space for space, *_ in drawn)
-    if view.dims == 2 and sum(len(clips) for *_, clips in drawn) <= ECHARTS_MAX_POINTS:
+    if renderer_for(view.dims, sum(len(clips) for *_, clips in drawn)) == "echarts":
         _echarts(figure_sections, view, colors, marks, [(own or {}).get(space) for space in spaces],
                  show_legend, title, spaces)
     else:

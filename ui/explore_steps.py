@@ -23,6 +23,7 @@ import streamlit as st
 
 from embedviz import limits
 from embedviz.errors import EmbedvizError
+from embedviz.figures import Renderer, renderer_for
 from embedviz.settings import model_roots
 from embedviz.viewstate import ALL, MAX_SEED, ViewSettings, default_words, spec
 from ui import cached, state, widgets
@@ -226,6 +227,13 @@ def planned_panels(view: ViewSettings, layers: dict[str, tuple[str, ...]]) -> li
     if view.layer_mode == "individual":
         return [(cached.model_label(m), [(m, (layer,)) for layer in layers[m]]) for m in plotted]
     return [("Layers concatenated", [(m, layers[m]) for m in plotted])] if plotted else []
+
+
+def expected_renderer(view: ViewSettings, panels: list[tuple[str, list]]) -> Renderer:
+    """The chart library the view's figure will most likely need (before its clips are
+    sampled: every shown word with ``samples`` clips in every panel)."""
+    shown = len([w for w in view.words if w not in view.hide])
+    return renderer_for(view.dims, shown * view.samples * sum(len(section) for _, section in panels))
 
 
 def choose_clip(view: ViewSettings, panels: list[tuple[str, list]]) -> ViewSettings:

@@ -21,6 +21,7 @@ from embedviz.figures import (  # noqa: F401 (re-exported for the pages)
     OTHER_RING_NAME,
     RING_NAMES,
     SELECTED_COLOUR,
+    Renderer,
     ring_size,
 )
 from embedviz.viewstate import ViewSettings
@@ -88,6 +89,30 @@ NAV = (
 def nav_slot() -> DeltaGenerator:
     """A container at the top of the sidebar, filled by :func:`sidebar` once the view is final."""
     return st.sidebar.container()
+
+
+#: Key of the hidden container holding :func:`preload_charts`' empty chart.
+PRELOAD_KEY = "chart_preload"
+
+
+def preload_charts(renderer: Renderer = "plotly") -> None:
+    """An empty, hidden chart of ``renderer`` near the top of a page.
+
+    Streamlit's browser side loads a chart library only when the first chart of its kind
+    arrives: plotly.js (4.7 MB) takes about 1.4 s to load and start in every new tab here,
+    ECharts (1.2 MB) about 0.3 s (``bench/bench_browser_floor.py``). Sent first, it loads
+    while the server still reads and projects, instead of after the figure. The same spec
+    on every run, so reruns do not redraw it; ``display: none`` keeps it out of the layout.
+    """
+    st.html(f"<style>.st-key-{PRELOAD_KEY} {{display: none}}</style>")
+    with st.container(key=PRELOAD_KEY):
+        if renderer == "echarts":
+            st.echarts_chart({"series": []}, height=10)
+        else:
+            import plotly.graph_objects as go
+
+            # A Figure, not a dict: plotly refuses a dict without traces.
+            st.plotly_chart(go.Figure(layout={"template": "none", "height": 10}), config={"staticPlot": True})
 
 
 def page_start(*, need_dataset: bool = True) -> tuple[ViewSettings, pd.DataFrame | None, DeltaGenerator]:

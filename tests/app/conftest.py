@@ -93,3 +93,16 @@ def no_exception(at: AppTest) -> None:
 
 
 Factory = Callable[..., AppTest]
+
+
+def charts(at: AppTest, kind: str = "plotly_chart") -> list:
+    """The page's ``plotly_chart`` or ``echarts_chart`` elements that draw something: the
+    hidden chart that makes the browser load its library early (``ui.widgets.preload_charts``,
+    no traces or series) is left out."""
+    import json
+
+    def empty(chart) -> bool:
+        spec = json.loads(chart.proto.spec)
+        return not (spec.get("data") if kind == "plotly_chart" else spec.get("series"))
+
+    return [chart for chart in at.get(kind) if not empty(chart)]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tests.app.conftest import charts as drawn
+
 
 @dataclass(frozen=True)
 class EChart:
@@ -61,7 +63,7 @@ def echart(at) -> EChart | None:
     belongs in one chart)."""
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
-    charts = at.get("echarts_chart")
+    charts = drawn(at, "echarts_chart")
     assert len(charts) <= 1, f"{len(charts)} ECharts charts: every panel belongs in one chart"
     if not charts:
         return None
@@ -72,7 +74,7 @@ def echart(at) -> EChart | None:
 
 def plotly_figure(at) -> dict | None:
     """The page's one Plotly figure (3D, or 2D past ECharts' cap), or None."""
-    charts = at.get("plotly_chart")
+    charts = drawn(at, "plotly_chart")
     assert len(charts) <= 1, f"{len(charts)} charts: every panel belongs in one figure"
     return json.loads(charts[0].proto.spec) if charts else None
 
@@ -109,7 +111,7 @@ def select(at, selected: list[dict], areas: list[dict] = ()):
     ``_run``; the page's real ``on_select`` callback then runs before the script."""
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-    (element,) = at.get("echarts_chart")
+    (element,) = drawn(at, "echarts_chart")
     states = at._tree.get_widget_states()
     kept = [w for w in states.widgets if w.id != element.proto.id]
     del states.widgets[:]

@@ -9,7 +9,7 @@ from embedviz.datasets import demo_root, open_dataset
 from embedviz.pipeline import extract
 from embedviz.settings import ExtractionSettings
 from embedviz.store import EmbeddingStore
-from tests.app.conftest import DATA, EXPLORE, new_app, no_exception, page, texts
+from tests.app.conftest import DATA, EXPLORE, charts, new_app, no_exception, page, texts
 
 
 def small_dataset(root: Path, words=("yes", "no", "cat"), per_word: int = 3) -> Path:
@@ -31,7 +31,7 @@ def test_dataset_summary_and_widgets(env) -> None:
     assert at.text_input(key="dc_path") is not None
     assert any("Nothing stored yet" in i for i in texts(at.info))
     # Durations: a histogram, or one sentence when every clip has the same length (the demo).
-    assert len(at.get("plotly_chart")) == 1 or any("Every readable clip lasts" in m for m in texts(at.markdown))
+    assert len(charts(at)) == 1 or any("Every readable clip lasts" in m for m in texts(at.markdown))
 
 
 def test_invalid_dataset_paths_are_refused_with_a_clear_error(env, tmp_path: Path) -> None:

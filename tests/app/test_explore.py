@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from embedviz.viewstate import DEFAULT_MODELS
-from tests.app.conftest import new_app, no_exception, texts, wait_for_job
+from tests.app.conftest import charts, new_app, no_exception, texts, wait_for_job
 from tests.app.explore_chart import echart, panel_titles, plotly_figure, select
 
 MEL_PARAMS = {"model": "baseline:mel", "layers": "logmel,mfcc", "words": "yes,no", "n": "4"}
@@ -340,7 +340,7 @@ def test_a_projection_over_the_budget_is_refused_with_its_cost(env, monkeypatch)
     no_exception(at)
     warnings = " ".join(texts(at.warning))
     assert warnings.count("t-SNE on 8 points would take") == 2 and "or PCA" in warnings
-    assert len(at.get("plotly_chart")) == 0 and len(at.get("echarts_chart")) == 0
+    assert len(charts(at)) == 0 and len(charts(at, "echarts_chart")) == 0
 
 
 def test_every_panel_of_the_page_is_one_figure_with_one_legend(env, local_model: Path) -> None:
@@ -477,3 +477,33 @@ def test_past_the_cap_the_clip_list_holds_only_what_highlight_matches(env, monke
     found.selectbox(key="ex_clip").set_value(options[0]).run()
     assert found.query_params["clip"] == options[0]
     assert any("Nearest neighbours" in m for m in texts(found.markdown))
+
+
+def test_the_page_sends_a_hidden_empty_chart_of_the_views_renderer_before_the_figure(env) -> None:
+    """The browser starts loading the chart library while the server still projects
+    (``ui.widgets.preload_charts``): an empty chart of the renderer the view is drawn with,
+    alone in the hidden container, and none of the other library."""
+    from embedviz.figures import renderer_for
+    from ui.widgets import PRELOAD_KEY
+
+    for dims in (2, 3):
+        at = new_app({"model": "baseline:mel", "words": "yes,no", "n": "3", "dims": str(dims)})
+        at.run()
+        no_exception(at)
+        kind = renderer_for(dims, 12) + "_chart"
+        (block,) = [b for b in _blocks(at.main) if str(getattr(b.proto, "id", "")).endswith(PRELOAD_KEY)]
+        assert [c.type for c in block.children.values()] == [kind]
+        (preload,) = [c for c in at.get(kind) if c not in charts(at, kind)]
+        assert preload in block.children.values()
+        other = "plotly_chart" if kind == "echarts_chart" else "echarts_chart"
+        assert at.get(other) == charts(at, other), "only the view's own library is preloaded"
+
+
+def _blocks(node) -> list:
+    """Every block (container) under ``node``."""
+    out = []
+    for child in getattr(node, "children", {}).values():
+        if hasattr(child, "children"):
+            out.append(child)
+            out.extend(_blocks(child))
+    return out

@@ -10,7 +10,7 @@ from embedviz.datasets import open_dataset
 from embedviz.pipeline import extract
 from embedviz.settings import ExtractionSettings
 from embedviz.store import EmbeddingStore
-from tests.app.conftest import ANALYSIS, new_app, no_exception, page, texts
+from tests.app.conftest import ANALYSIS, charts, new_app, no_exception, page, texts
 
 WORDS = ("yes", "no", "up")
 N = 4
@@ -52,8 +52,8 @@ def test_widgets_figures_and_url_round_trip(env, local_model: Path) -> None:
     assert at.segmented_control(key="la_metric").value == "silhouette"
     assert at.selectbox(key="la_cm_model").value == "baseline:mel"
     assert at.selectbox(key="la_cm_layer").value == "mfcc"  # default: the last layer
-    charts = at.get("plotly_chart")
-    assert len(charts) == 4  # curve, speaker vs word, confusion, CKA
+    drawn = charts(at)
+    assert len(drawn) == 4  # curve, speaker vs word, confusion, CKA
     assert any("Best layer by silhouette" in m for m in texts(at.markdown))
     table = at.dataframe[0].value
     assert set(table["model"]) == {"Log-mel / MFCC baseline", "tiny-wav2vec2"}
@@ -69,7 +69,7 @@ def test_widgets_figures_and_url_round_trip(env, local_model: Path) -> None:
     no_exception(at)
     assert at.query_params["cka"] == "across"
     assert at.query_params["cka_model"] == ["baseline:mel", str(local_model)]
-    assert len(at.get("plotly_chart")) == 4
+    assert len(charts(at)) == 4
 
     # The same URL in a new session restores the page state.
     again = page(new_app(dict(at.query_params)), ANALYSIS)
@@ -110,7 +110,7 @@ def test_speaker_word_chart_and_measures_section(env, local_model: Path) -> None
     assert {"word k-NN across speakers", "speaker 1-NN", "speaker chance"} <= set(speaker_word.columns)
     assert speaker_word["speaker 1-NN"].notna().all()
     assert any("Morcos" in m and "Schatz" in m and "Hsu" in m for m in texts(at.markdown))
-    assert len(at.get("plotly_chart")) == 4  # the measures are not computed until asked
+    assert len(charts(at)) == 4  # the measures are not computed until asked
 
     at.toggle(key="la_measures").set_value(True).run()
     no_exception(at)
@@ -125,7 +125,7 @@ def test_speaker_word_chart_and_measures_section(env, local_model: Path) -> None
                             "word by A's speaker), best layer") for m in texts(at.markdown))
     assert (table["clips"] == len(WORDS) * N).all()
     assert any(f"Computed on {len(WORDS) * N} clips" in c for c in texts(at.caption))
-    assert len(at.get("plotly_chart")) == 5
+    assert len(charts(at)) == 5
 
     # A rerun keeps the toggle and shows the same (cached) numbers.
     at.run()
@@ -138,10 +138,10 @@ def test_speaker_word_chart_and_measures_section(env, local_model: Path) -> None
     shared = page(new_app(dict(at.query_params)), ANALYSIS)
     no_exception(shared)
     assert shared.toggle(key="la_measures").value is True
-    assert len(shared.get("plotly_chart")) == 5
+    assert len(charts(shared)) == 5
     assert shared.dataframe[2].value.equals(table)
     shared.toggle(key="la_measures").set_value(False).run()
-    assert "measures" not in shared.query_params and len(shared.get("plotly_chart")) == 4
+    assert "measures" not in shared.query_params and len(charts(shared)) == 4
 
 
 def test_speaker_identity_within_words_when_speakers_repeat_a_word(env) -> None:

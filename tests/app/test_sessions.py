@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import new_app, no_exception, texts, wait_for_job
+from tests.app.conftest import charts, new_app, no_exception, texts, wait_for_job
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_four_sessions_pressing_extract_share_one_job_and_one_model_load(
     # Every session reports the one computation and draws the same plots from the store.
     for at in sessions:
         assert any("6 computed, 0 already stored" in s for s in texts(at.success)), texts(at.success)
-    specs = [[(chart.proto.spec, [d.data.data for d in chart.proto.datasets]) for chart in at.get("echarts_chart")]
+    specs = [[(chart.proto.spec, [d.data.data for d in chart.proto.datasets]) for chart in charts(at, "echarts_chart")]
              for at in sessions]
     assert specs[0] and all(s == specs[0] for s in specs)
     assert all(next(b for b in at.button if b.label == "Extract").disabled for at in sessions)
@@ -91,4 +91,4 @@ def test_a_session_that_cancels_a_shared_job_leaves_it_running_for_the_others(
     wait_for_job(second)
     no_exception(second)
     assert any("6 computed, 0 already stored" in s for s in texts(second.success)), texts(second.success)
-    assert len(second.get("echarts_chart")) == 1
+    assert len(charts(second, "echarts_chart")) == 1

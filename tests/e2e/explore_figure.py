@@ -63,7 +63,11 @@ RINGS = ("selected", "neighbours", "brushed", "found")
 
 #: The ECharts chart element of the page, and its ECharts instance (from the element's React
 #: fiber: the first hook state with ``getOption`` and ``dispatchAction``).
-EC_SELECTOR = '[data-testid="stEChartsChart"]'
+#: Charts inside the hidden container of ``ui.widgets.preload_charts`` (an empty chart that
+#: makes the browser load its library early) are not the page's charts.
+NOT_PRELOAD = ":not(.st-key-chart_preload *)"
+EC_SELECTOR = '[data-testid="stEChartsChart"]' + NOT_PRELOAD
+PLOTLY_SELECTOR = ".js-plotly-plot" + NOT_PRELOAD
 EC_INST = """(el) => {
     if (!el) return null;
     const fk = Object.keys(el).find(k => k.startsWith('__reactFiber$'));
@@ -119,7 +123,7 @@ GET_PANELS = """() => {
     const echarts = (%s)(rings);
     if (echarts) return echarts;
     const out = [];
-    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    for (const gd of document.querySelectorAll('%s')) {
         const fl = gd._fullLayout;
         if (!fl) continue;
         const notes = fl.annotations || [];
@@ -152,7 +156,7 @@ GET_PANELS = """() => {
         });
     }
     return out;
-}""" % (list(RINGS), EC_PANELS)
+}""" % (list(RINGS), EC_PANELS, PLOTLY_SELECTOR)
 
 
 def explore_figure(page: Page) -> Locator:
@@ -161,7 +165,7 @@ def explore_figure(page: Page) -> Locator:
     echarts = page.locator(EC_SELECTOR)
     if echarts.count():
         return echarts.first
-    return page.locator(".js-plotly-plot").filter(has=page.locator(".annotation")).first
+    return page.locator(PLOTLY_SELECTOR).filter(has=page.locator(".annotation")).first
 
 
 def is_echarts(gd: Locator) -> bool:

@@ -30,7 +30,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
 from embedviz.viewstate import ViewSettings
-from tests.e2e.explore_figure import EC_SELECTOR, GET_PANELS, explore_figure, hover_text, isolated_point, panel_pixels
+from tests.e2e.explore_figure import EC_SELECTOR, GET_PANELS, PLOTLY_SELECTOR, explore_figure, hover_text, isolated_point, panel_pixels
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +53,12 @@ WATCH_WEBGL = """document.addEventListener('webglcontextlost',
     e => e.target && e.target.setAttribute && e.target.setAttribute('data-webgl-lost', '1'), true);"""
 
 #: Every chart of a page other than Explore (Explore's one figure: ``explore_figure.GET_PANELS``).
-GET_PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
+GET_PLOTS = """() => [...document.querySelectorAll('%s')].map(gd => ({
     title: String((gd._fullLayout && gd._fullLayout.title && gd._fullLayout.title.text) || ''),
     names: (gd._fullData || []).map(t => t.name),
     nPoints: (gd._fullData || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0),
     svgTraces: gd.querySelectorAll('.scatterlayer .trace').length,
-}))"""
+}))""" % PLOTLY_SELECTOR
 
 
 # ---------------------------------------------------------------------- helpers
@@ -189,7 +189,7 @@ def status_lines(page: Page) -> str:
 
 def expect_plots_drawn(page: Page, n_panels: int, where: str) -> list[dict]:
     """Explore's one figure with ``n_panels`` panels of data (clip ids in customdata) and visibly drawn points."""
-    plots = page.locator(f"{EC_SELECTOR}, .js-plotly-plot")  # ECharts for a small 2D view, else Plotly
+    plots = page.locator(f"{EC_SELECTOR}, {PLOTLY_SELECTOR}")  # ECharts for a small 2D view, else Plotly
     expect(plots, f"{where}: one figure for every panel").to_have_count(1, timeout=60_000)
     deadline = time.monotonic() + 30
     info = page.evaluate(GET_PANELS)
@@ -466,10 +466,10 @@ def _new_user_workflow(app_url: str, page: Page, browser, screenshots: Path) -> 
             assert label in curve["names"], f"layer curve has no line for {label}: {curve['names']}"
         assert curve["svgTraces"] >= 3 and curve["nPoints"] >= 2 + 3 + 3, curve
         lines_drawn = other.evaluate(
-            """() => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
+            """() => { const gd = [...document.querySelectorAll('%s')]
                          .find(g => String(g._fullLayout.title.text).includes('by layer'));
                        return [...gd.querySelectorAll('.scatterlayer .trace path.js-line')]
-                         .filter(p => (p.getAttribute('d') || '').length > 10).length; }"""
+                         .filter(p => (p.getAttribute('d') || '').length > 10).length; }""" % PLOTLY_SELECTOR
         )
         assert lines_drawn >= 3, f"the layer curves drew {lines_drawn} lines"
         summary = other.get_by_text(re.compile(r"^\s*3 model\(s\) · words"))

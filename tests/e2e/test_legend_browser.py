@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.explore_figure import (
-    GET_PANELS, click_legend, explore_figure, hover_text, idle, is_echarts, isolate_legend, isolated_point, legend_item,
+    EC_SELECTOR, GET_PANELS, PLOTLY_SELECTOR, click_legend, explore_figure, hover_text, idle, is_echarts, isolate_legend, isolated_point, legend_item,
     legend_names, open_extracted, panel_box, panel_pixels, show_all_legend, start_box, zoom_windows,
 )
 
@@ -52,8 +52,8 @@ def test_a_legend_click_hides_or_isolates_a_word_in_every_panel(app_url: str, pa
     tiny = str(Path(e2e_env["EMBEDVIZ_MODEL_ROOTS"]) / "tiny-wav2vec2")
     open_extracted(page, f"{app_url}/?model=baseline:mel&model={quote(tiny, safe='')}&layers=logmel,mfcc"
                          f"&layers=cnn,2&words={','.join(WORDS)}&n={N}", 4)
-    assert page.locator("[data-testid=stEChartsChart]").count() == 1, "every panel belongs in one chart"
-    assert page.locator(".js-plotly-plot").count() == 0
+    assert page.locator(EC_SELECTOR).count() == 1, "every panel belongs in one chart"
+    assert page.locator(PLOTLY_SELECTOR).count() == 0
     assert page.get_by_test_id("stException").count() == 0
     panels = page.evaluate(GET_PANELS)
     titles = [p["title"] for p in panels]
@@ -154,7 +154,7 @@ def test_a_legend_click_hides_or_isolates_a_word_in_every_panel(app_url: str, pa
 
 def test_in_3d_a_legend_click_hides_a_word_in_every_scene(app_url: str, page: Page, screenshots: Path) -> None:
     open_extracted(page, f"{app_url}/?model=baseline:mel&layers=logmel,mfcc&words={','.join(WORDS)}&n={N}&dims=3", 2)
-    assert page.locator(".js-plotly-plot").count() == 1
+    assert page.locator(PLOTLY_SELECTOR).count() == 1
     panels = page.evaluate(GET_PANELS)
     assert all(set(p["types"]) == {"scatter3d"} and p["nPoints"] == len(WORDS) * N for p in panels), panels
     gd = explore_figure(page)

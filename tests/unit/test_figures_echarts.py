@@ -247,3 +247,15 @@ def test_the_data_token_follows_the_clips_not_the_marks() -> None:
     b = echarts_grid(panels, marks={panels[0].clip_ids[0]: SELECTED_COLOUR}, own=[(0.0, 0.0), None])
     c = echarts_grid([panel(0), panel(2)])
     assert a.data_token == b.data_token != c.data_token
+
+
+def test_renderer_for_takes_2d_views_up_to_the_cap_to_echarts_and_the_rest_to_plotly() -> None:
+    from embedviz.figures import ECHARTS_MAX_POINTS, renderer_for
+
+    assert renderer_for(2, 0) == "echarts"
+    assert renderer_for(2, ECHARTS_MAX_POINTS) == "echarts"
+    assert renderer_for(2, ECHARTS_MAX_POINTS + 1) == "plotly"
+    assert renderer_for(3, 10) == "plotly"
+    for dims, n in ((1, 10), (4, 10), (2, -1)):
+        with pytest.raises(ConfigError, match="renderer_for"):
+            renderer_for(dims, n)
