@@ -11,15 +11,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 APP = '''import streamlit as st
 import plotly.graph_objects as go
 st.title("floor")
@@ -34,20 +30,14 @@ else:
     st.write("text only")
 '''
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_app_scale import ECHARTS_DRAWN, PLOTLY_DRAWN  # noqa: E402 (one definition of "drawn")
-TEXT = "() => document.body.innerText.includes('text only')"
+from bench_app_scale import ARGS, ECHARTS_DRAWN, PLOTLY_DRAWN  # noqa: E402 (one definition of "drawn")
+from streamlit_server import settle as settle_both, streamlit_server  # noqa: E402
 
 
 def settle(page, t0: float, cond: str) -> float:
-    first, quiet = None, 0.0
-    while time.time() - t0 < 60:
-        if first is None and page.evaluate(cond):
-            first = time.time() - t0
-        quiet = 0.0 if page.locator('[data-testid="stStatusWidget"]').count() else quiet + 0.1
-        if quiet >= 1.0 and first is not None:
-            break
-        page.wait_for_timeout(100)
-    return float("nan") if first is None else first
+    """Seconds to the first drawn point (see ``streamlit_server.settle``)."""
+    return settle_both(page, t0, cond)[0]
+TEXT = "() => document.body.innerText.includes('text only')"
 
 
 def main() -> None:
@@ -56,24 +46,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     rounds = ap.parse_args().rounds
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "app.py"
         app.write_text(APP)
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-                                 "--server.port", str(port), "--server.address", "127.0.0.1"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(240):
-                try:
-                    urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.5)
+        with streamlit_server(app) as (url, _):
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
                 ctx = b.new_context(viewport={"width": 1500, "height": 1300})
@@ -92,9 +68,6 @@ def main() -> None:
                                   flush=True)
                             page.close()
                 b.close()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,19 @@ The browser is the app's: ``--disable-gpu``, so WebGL is software (SwiftShader) 
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_app_scale import ARGS, ECHARTS_DRAWN, PLOTLY_DRAWN  # noqa: E402
+from streamlit_server import settle as settle_both, streamlit_server  # noqa: E402
+
+
+def settle(page, t0: float, cond: str) -> float:
+    """Seconds to the first drawn point (see ``streamlit_server.settle``)."""
+    return settle_both(page, t0, cond)[0]
 
 REPO = Path(__file__).resolve().parents[1]
 APP = '''import sys
@@ -63,18 +66,6 @@ else:
 FRAMES = """() => { window.__frames = []; let last = performance.now();
   const tick = now => { window.__frames.push(now - last); last = now; if (window.__frames.length < 100000) requestAnimationFrame(tick); };
   requestAnimationFrame(tick); }"""
-
-
-def settle(page, t0: float, cond: str, timeout: float = 300) -> float:
-    first, quiet = None, 0.0
-    while time.time() - t0 < timeout:
-        if first is None and page.evaluate(cond):
-            first = time.time() - t0
-        quiet = 0.0 if page.locator('[data-testid="stStatusWidget"]').count() else quiet + 0.1
-        if quiet >= 1.0 and first is not None:
-            break
-        page.wait_for_timeout(100)
-    return float("nan") if first is None else first
 
 
 #: The first panel's view: ECharts' x and y dataZoom windows, Plotly's axis ranges.
@@ -128,24 +119,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,20000,50000,100000")
     ap.add_argument("--shots", type=Path, default=None, help="folder for a screenshot per chart")
     args = ap.parse_args()
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "app.py"
         app.write_text(APP)
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-                                 "--server.port", str(port), "--server.address", "127.0.0.1"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(240):
-                try:
-                    urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.5)
+        with streamlit_server(app) as (url, _):
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
                 ctx = b.new_context(viewport={"width": 1500, "height": 1300})
@@ -171,9 +148,6 @@ def main() -> None:
                               flush=True)
                         page.close()
                 b.close()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
 
 
 if __name__ == "__main__":

@@ -92,8 +92,11 @@ def choose_models(view: ViewSettings) -> ModelChoice | None:
         row = rows.get(name)
         if row is not None and not row["ready"]:
             st.warning(f"**{row['label']}** cannot be loaded now: {row['detail']}.", icon=":material/cloud_off:")
-    with st.expander(f"Model catalogue ({len(table)} models)"):
-        st.dataframe(
+    # Drawn only while open: a closed expander's table is still sent and mounted in the browser
+    # (a data grid on every new view), for a table most views never show.
+    catalogue = st.expander(f"Model catalogue ({len(table)} models)", key="ex_catalogue", on_change="rerun")
+    if catalogue.open:
+        catalogue.dataframe(
             table[["label", "family", "params", "sample rate", "layers", "status", "detail", "model"]],
             hide_index=True,
             column_config={"detail": st.column_config.TextColumn("detail", width="large")},

@@ -507,3 +507,19 @@ def _blocks(node) -> list:
             out.append(child)
             out.extend(_blocks(child))
     return out
+
+
+def test_the_model_catalogue_table_is_sent_only_while_its_expander_is_open(env) -> None:
+    """A closed expander's content is still sent and mounted by the browser, so the
+    catalogue's data grid is drawn only once the user opens it (and goes when closed)."""
+    at = new_app({"model": "baseline:mel", "words": "yes,no", "n": "3"})
+    at.run()
+    no_exception(at)
+    (catalogue,) = [e for e in at.expander if e.label.startswith("Model catalogue")]
+    assert not catalogue.dataframe, "the catalogue table was sent while closed"
+    at.session_state["ex_catalogue"] = True  # what the browser sends when the user opens it
+    at.run()
+    no_exception(at)
+    (catalogue,) = [e for e in at.expander if e.label.startswith("Model catalogue")]
+    (table,) = catalogue.dataframe
+    assert "baseline:mel" in set(table.value["model"]) and len(table.value) > 10

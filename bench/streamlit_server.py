@@ -1,0 +1,69 @@
+"""One Streamlit server for a browser benchmark: a free port on 127.0.0.1, started, healthy.
+
+Shared by the browser benchmarks (``bench_app_scale``, ``bench_browser_floor``,
+``bench_echarts_cap``) so each starts and waits for its server the same way.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@contextmanager
+def streamlit_server(script: str | Path, *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None,
+                     log: IO | None = None, wait_s: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``streamlit run SCRIPT`` headless until the block ends; yields ``(url, process)``
+    once ``/_stcore/health`` answers (the server's first script run has not happened yet)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1"],
+                            cwd=cwd, env=dict(env) if env is not None else None,
+                            stdout=log if log is not None else subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"the Streamlit server for {script} did not start (exit code {proc.poll()})")
+                time.sleep(0.5)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def settle(page, t0: float, cond: str, timeout: float = 300) -> tuple[float, float]:
+    """``(first, shown)``: seconds from ``t0`` until the JS predicate ``cond`` first holds in
+    ``page`` (NaN if never), and until Streamlit's running indicator had then been gone for 1 s."""
+    first, quiet = float("nan"), 0.0
+    while time.time() - t0 < timeout:
+        if first != first and page.evaluate(cond):
+            first = time.time() - t0
+        quiet = 0.0 if page.locator('[data-testid="stStatusWidget"]').count() else quiet + 0.1
+        if quiet >= 1.0 and first == first:
+            break
+        page.wait_for_timeout(100)
+    return first, time.time() - t0 - 1.0
