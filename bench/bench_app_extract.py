@@ -34,38 +34,15 @@ import json
 import os
 import re
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300.0) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError("the streamlit server exited before it was healthy")
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the streamlit server was not healthy within {timeout:.0f} s")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from streamlit_server import CHROMIUM_ARGS, free_port, wait_healthy  # noqa: E402
 
 
 def _settled(page, timeout_s: float = 600.0) -> None:
@@ -144,7 +121,7 @@ def run_app(model: str, words: str, samples: int, logs: Path, profile: Path | No
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="embedviz-app-bench-") as cache:
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "EMBEDVIZ_CACHE": cache, "HF_HUB_OFFLINE": "1"}
         with open(logs / "streamlit.log", "a") as log:
             proc = subprocess.Popen(
@@ -154,7 +131,7 @@ def run_app(model: str, words: str, samples: int, logs: Path, profile: Path | No
             )
             url = f"http://127.0.0.1:{port}"
             try:
-                _wait_healthy(url, proc)
+                wait_healthy(url, proc)
                 with sync_playwright() as p:
                     browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                                 args=CHROMIUM_ARGS)

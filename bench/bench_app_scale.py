@@ -28,9 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streamlit_server import settle as shared_settle, streamlit_server  # noqa: E402
+from streamlit_server import CHROMIUM_ARGS as ARGS, settle as shared_settle, streamlit_server  # noqa: E402
 WORDS = "backward,bed,bird,cat,dog,down,eight,five,follow,forward,four,go,happy,house,learn,left,marvin,nine,no,off,on,one,right,seven,sheila,six,stop,three,tree,two,up,visual,wow,yes,zero"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 #: A Plotly chart counts as drawn once it has data and its points exist (SVG points or a WebGL canvas).
 PLOTLY_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g._fullData && g._fullData.length
     && (g.querySelector('.scatterlayer .point') || g.querySelector('canvas')))"""
@@ -106,15 +105,15 @@ def library_panels(sizes: list[int]) -> None:
 
 
 def app_views(dataset: str, cache: str, shots: Path, repo: Path, extras: bool) -> None:
-    from playwright.sync_api import sync_playwright
-
     env = {**os.environ, "EMBEDVIZ_CACHE": cache, "HF_HUB_OFFLINE": "1", "EMBEDVIZ_DATA_ROOTS": str(Path(dataset).parent)}
     with open(shots / "streamlit.log", "w") as log, \
             streamlit_server("streamlit_app.py", cwd=repo, env=env, log=log) as (url, proc):
-        _views(url, proc, dataset, shots, extras, sync_playwright)
+        _views(url, proc, dataset, shots, extras)
 
 
-def _views(url: str, proc, dataset: str, shots: Path, extras: bool, sync_playwright) -> None:
+def _views(url: str, proc, dataset: str, shots: Path, extras: bool) -> None:
+    from playwright.sync_api import sync_playwright
+
     def base(n: int, extra: str = "") -> str:
         return f"{url}/?data={dataset}&model=baseline:mel&layers=logmel,mfcc&words={WORDS}&n={n}{extra}"
 

@@ -31,12 +31,7 @@ else:
 '''
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_app_scale import ARGS, ECHARTS_DRAWN, PLOTLY_DRAWN  # noqa: E402 (one definition of "drawn")
-from streamlit_server import settle as settle_both, streamlit_server  # noqa: E402
-
-
-def settle(page, t0: float, cond: str) -> float:
-    """Seconds to the first drawn point (see ``streamlit_server.settle``)."""
-    return settle_both(page, t0, cond)[0]
+from streamlit_server import first_drawn as settle, streamlit_server  # noqa: E402
 TEXT = "() => document.body.innerText.includes('text only')"
 
 

@@ -37,9 +37,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from streamlit_server import CHROMIUM_ARGS as ARGS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 NPM_DIR = REPO / "bench" / "renderers"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <style>body{margin:0} #plot{width:1000px;height:800px}</style>

@@ -28,17 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from streamlit_server import CHROMIUM_ARGS, wait_healthy  # noqa: E402
 WORDS = "yes,no,cat,dog"
 PER_WORD = 12
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 
 
 def start_server(port: int, cache: Path, models: Path, log_path: Path, app: Path = REPO) -> subprocess.Popen:
@@ -49,15 +48,12 @@ def start_server(port: int, cache: Path, models: Path, log_path: Path, app: Path
          "--server.port", str(port), "--server.address", "127.0.0.1"],
         cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit(f"the server did not start; see {log_path}")
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120)
+    except RuntimeError as error:
+        proc.terminate()
+        raise SystemExit(f"{error}; see {log_path}") from None
+    return proc
 
 
 def wait_ready(page: Page, timeout_s: float = 300) -> None:

@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import IO
 
 
+#: Chromium's flags for every browser benchmark (headless on a shared CPU box; no downloads).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now (the OS picks it)."""
     s = socket.socket()
@@ -23,6 +28,21 @@ def free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    """Return once the server at ``url`` answers ``/_stcore/health``; RuntimeError if its
+    process exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Streamlit server exited (code {proc.returncode}) before it was healthy")
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the Streamlit server was not healthy within {timeout:.0f} s")
 
 
 @contextmanager
@@ -37,15 +57,7 @@ def streamlit_server(script: str | Path, *, cwd: str | Path | None = None, env: 
                             stdout=log if log is not None else subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"the Streamlit server for {script} did not start (exit code {proc.poll()})")
-                time.sleep(0.5)
+        wait_healthy(url, proc, wait_s)
         yield url, proc
     finally:
         proc.terminate()
@@ -67,3 +79,8 @@ def settle(page, t0: float, cond: str, timeout: float = 300) -> tuple[float, flo
             break
         page.wait_for_timeout(100)
     return first, time.time() - t0 - 1.0
+
+
+def first_drawn(page, t0: float, cond: str, timeout: float = 300) -> float:
+    """Seconds from ``t0`` to the first drawn point (the ``first`` of :func:`settle`)."""
+    return settle(page, t0, cond, timeout)[0]
