@@ -123,8 +123,10 @@ def _family(model: str) -> str:
 
 
 def _with_keys(manifest: pd.DataFrame) -> pd.DataFrame:
+    from embedviz.key_cache import content_keys  # remembered across runs: a new process reads no unchanged clip
+
     m = manifest.reset_index(drop=True).copy()
-    m["clip_key"] = [clip_key(p) for p in m["path"]]
+    m["clip_key"] = content_keys(m["path"])
     return m
 
 

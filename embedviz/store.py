@@ -968,10 +968,10 @@ def read_layers(
         raise ConfigError(f"{settings.model} has no layer {', '.join(unknown)}; it has {', '.join(available)}")
     if manifest is None:
         return entry.read(wanted, pooling)
-    from embedviz.pipeline import clip_key  # the content hash lives with extraction
+    from embedviz.key_cache import content_keys
 
     m = manifest.reset_index(drop=True)
-    keys = [clip_key(p) for p in m["path"]]
+    keys = content_keys(m["path"])
     if not stored:
         return {layer: _empty_vectors(m["clip_id"].tolist()) for layer in wanted}
     # The manifest has the clips' names: only keys and vectors are read from the store.

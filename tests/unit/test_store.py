@@ -156,7 +156,7 @@ def _write_for(s: EmbeddingStore, settings: ExtractionSettings, keys: list[str])
 def test_read_layers_with_and_without_a_manifest(tmp_path: Path, monkeypatch) -> None:
     import pandas as pd
 
-    from embedviz import pipeline
+    from embedviz import key_cache
 
     s = EmbeddingStore(tmp_path)
     mel = ExtractionSettings(model="baseline:mel")
@@ -167,7 +167,7 @@ def test_read_layers_with_and_without_a_manifest(tmp_path: Path, monkeypatch) ->
     # A manifest: its order, its rows; a clip not stored is listed as missing.
     manifest = pd.DataFrame({"clip_id": ["w/k3.wav", "w/zz.wav", "w/k1.wav"], "path": ["/x/k3", "/x/zz", "/x/k1"],
                              "word": "w", "speaker": ["k3", "zz", "k1"]})
-    monkeypatch.setattr(pipeline, "clip_key", lambda p: Path(p).name)
+    monkeypatch.setattr(key_cache, "content_keys", lambda paths: [Path(p).name for p in paths])
     got = read_layers(s, mel, ["1"], "mean", manifest=manifest)["1"]
     assert got.clip_keys == ["k3", "k1"] and got.missing == ("w/zz.wav",)
     np.testing.assert_array_equal(got.X, every["1"].X[[2, 0]])
