@@ -20,7 +20,11 @@ Rows (times in seconds; "x" = old / new, measured in this run):
   (new) / from the full manifest (old);
 - durations of the 3,500 and of the 35,000 sampled clips (new only: the headers read the
   first time those clips are sampled; old: part of the open);
-- ``sample(35 words, 1000)`` with durations in a new process once they are in the index.
+- ``sample(35 words, 1000)`` with durations in a new process once they are in the index;
+- the content keys (the store's clip keys) of the 5,250 and the 35,000 clips of
+  ``sample(35 words, 150 | 1000)`` in a new process: before = hashing every file
+  (``hashing.content_key`` per path, what each new process did), after = the keys
+  remembered by ``key_cache.content_keys`` (and its first run: hashed, then remembered). Before runs first, so every row reads the files from the page cache.
 """
 
 from __future__ import annotations
@@ -83,6 +87,16 @@ def _child(impl: str, root: str, step: str, old_module: str | None) -> dict[str,
             filled = ds.with_durations(picked)
             out[f"durations_{n}"] = time.perf_counter() - t
             out[f"read_{n}"] = float(filled["duration"].notna().sum())
+    elif step in ("keys_old", "keys_new"):
+        from embedviz.hashing import content_key
+        from embedviz.key_cache import content_keys
+
+        for n in (150, 1000):
+            paths = ds.sample(words, n, seed=0, durations=False)["path"].tolist()
+            t = time.perf_counter()
+            keys = [content_key(p) for p in paths] if step == "keys_old" else content_keys(paths)
+            out[f"keys_{n}"] = time.perf_counter() - t
+            out[f"keyed_{n}"] = float(len(keys))
     elif step == "warm_sample":
         t = time.perf_counter()
         picked = ds.sample(words, 1000, seed=0)
@@ -148,6 +162,14 @@ def main() -> None:
             }
             warm = _run("new", root, "warm_sample", str(old_module), str(index))
             rows["sample(35 words, 1000 each) with durations, in the index"] = {"new": warm["sample_1000_durations"]}
+            # Clip keys: the old way first (it also brings the files into the page cache).
+            old_keys = _run("new", root, "keys_old", str(old_module), str(index))
+            first_keys = _run("new", root, "keys_new", str(old_module), str(index))
+            kept_keys = _run("new", root, "keys_new", str(old_module), str(index))
+            for n in (150, 1000):
+                label = f"content keys of the {int(old_keys[f'keyed_{n}']):,} sampled clips, new process"
+                rows[label + ", first time (hashed, then remembered)"] = {"old": old_keys[f"keys_{n}"], "new": first_keys[f"keys_{n}"]}
+                rows[label + ", keys remembered"] = {"old": old_keys[f"keys_{n}"], "new": kept_keys[f"keys_{n}"]}
             print(f"new done: {json.dumps({k: v['new'] for k, v in rows.items()})}", flush=True)
             # Old: every open reads every header (there is no index), so both opens cost the same.
             old_first = _run("old", root, "open", str(old_module), str(index))
