@@ -195,6 +195,7 @@ def collect_finished_job() -> None:
     if job is not None and job.snapshot().done:
         st.session_state[REPORTS_KEY] = job.snapshot()
         del st.session_state[JOB_KEY]
+        cached.store_entries.clear()  # the sidebar's store summary counts what the job wrote
 
 
 def _progress_text(snap) -> str:

@@ -139,6 +139,8 @@ def test_extract_baseline_then_plots_come_from_the_store(env) -> None:
     no_exception(at)
     assert any("Extraction finished" in s for s in texts(at.success))
     assert any("8 computed, 0 already stored" in s for s in texts(at.success))
+    # The sidebar's store summary counts the new entry at once (not after its 5 s cache).
+    assert any("1 entry" in m for m in texts(at.sidebar.markdown)), texts(at.sidebar.markdown)
     assert [t.split("\n")[0] for t in panel_titles(at)] == ["layer logmel", "layer mfcc"]
     assert echart(at) is not None and plotly_figure(at) is None  # a small 2D view: ECharts
     captions = " ".join(texts(at.caption))
