@@ -4,6 +4,8 @@ Usage::
 
     python bench/bench_reduction.py            # 1000 and 5000 points x 768 dims
     python bench/bench_reduction.py --quick    # 300 and 1000 points, fewer backends
+    python bench/bench_reduction.py --stored DATASET STORE --sizes 5250 10500 21000 \
+        --only "openTSNE bh" "openTSNE fft"      # stored log-mel embeddings instead
 
 Data: seeded Gaussian clusters (35 "words", like Speech Commands) in 768 dimensions,
 the width of a base-size transformer layer. Every backend gets the same matrix; times are
@@ -11,6 +13,12 @@ wall-clock seconds of one fit (best of ``--repeats``), and ratios are against PC
 measured in the same run on the same data. UMAP's numba code is compiled once on a
 small warm-up set first, so its rows show steady-state cost (the one-off compile time
 is printed separately).
+
+``--stored DATASET STORE``: the baseline:mel ``logmel`` layer (80 dims, mean pooling) of
+``n // words`` clips per word sampled from DATASET, read from STORE (extract them first:
+``python -m embedviz extract --model baseline:mel --dataset DATASET --cache STORE``).
+t-SNE's FFT gradient costs more on these maps than on the clusters (its grid follows the
+map's extent), which moved the Barnes-Hut / FFT crossover (``reduction.FFT_MIN_POINTS``).
 """
 
 from __future__ import annotations
@@ -42,6 +50,21 @@ def clustered_data(n: int, dim: int = DIM, n_clusters: int = N_CLUSTERS, seed: i
     labels = rng.integers(0, n_clusters, size=n)
     spread = rng.uniform(0.5, 1.5, size=n_clusters)[labels, None]
     return (centres[labels] + spread * rng.normal(0.0, 1.0, size=(n, dim))).astype(np.float32)
+
+
+def stored_data(dataset: str, store: str, n: int, seed: int = 0) -> np.ndarray:
+    """The stored baseline:mel ``logmel`` vectors of about ``n`` clips sampled evenly per word."""
+    from embedviz.datasets import open_dataset
+    from embedviz.settings import ExtractionSettings
+    from embedviz.store import EmbeddingStore, read_layers
+
+    ds = open_dataset(dataset)
+    picked = ds.sample(ds.word_names, max(1, n // len(ds.word_names)), seed=seed, durations=False)
+    lv = read_layers(EmbeddingStore(store), ExtractionSettings(model="baseline:mel"), ["logmel"], "mean",
+                     manifest=picked)["logmel"]
+    if lv.missing:
+        raise SystemExit(f"{len(lv.missing)} sampled clips are not in {store}: extract baseline:mel first")
+    return np.asarray(lv.X, dtype=np.float32)
 
 
 def run_pca(X: np.ndarray, seed: int) -> np.ndarray:
@@ -133,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only backends whose name contains one of these (PCA is always run)")
     parser.add_argument("--check-determinism", action="store_true",
                         help="fit every backend twice and report whether the coordinates are identical")
+    parser.add_argument("--stored", nargs=2, metavar=("DATASET", "STORE"),
+                        help="stored baseline:mel log-mel embeddings instead of Gaussian clusters")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -142,14 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         names = [n for n in names if n.startswith("pca") or any(s in n for s in args.only)]
     print(f"# bench_reduction  {time.strftime('%Y-%m-%d')}  {platform.machine()}  "
-          f"{os.cpu_count()} cores  python {platform.python_version()}  dims={DIM}")
+          f"{os.cpu_count()} cores  python {platform.python_version()}  "
+          + (f"stored log-mel from {args.stored[0]}" if args.stored else f"dims={DIM}"))
 
     if any(name.startswith("umap") for name in names):
         warm_up_umap()
 
     results: dict[tuple[str, int], tuple[float, bool | None]] = {}
     for n in sizes:
-        X = clustered_data(n, seed=args.seed)
+        X = stored_data(*args.stored, n, seed=args.seed) if args.stored else clustered_data(n, seed=args.seed)
         for name in names:
             seconds, coords = time_it(BACKENDS[name], X, args.repeats, args.seed)
             same: bool | None = None

@@ -25,10 +25,18 @@ development machine, 2026-11-24 (``bench/bench_reduction.py``; full table in
     UMAP (seeded, after numba warm-up) 1.24     4.01
 
 At equal threads openTSNE is 1.3x (1k) to 1.5x (5k) faster than scikit-learn. Within
-openTSNE, Barnes-Hut wins for small maps (2k: 3.7 s vs 7.2 s; 3k: 6.4 vs 8.3), the two
-meet near 4k (8.9 vs 9.0) and FFT interpolation wins from 5k on and scales as O(n); so
-2D maps use FFT from :data:`FFT_MIN_POINTS` points on. FFT only exists for 2D, so 3D
-maps always use Barnes-Hut.
+openTSNE, Barnes-Hut wins for small maps (2k: 3.7 s vs 7.2 s; 3k: 6.4 vs 8.3); on these
+Gaussian clusters the two meet near 4k (8.9 vs 9.0). On stored log-mel embeddings of the
+synthetic 35-word folder the crossover is near 10k, because FFT's cost grows with the
+map's extent (its grid has one box per unit; these maps span ~200 units, the clusters
+above far less), not only with n (2026-12-04, ``bench_reduction.py --stored``)::
+
+    log-mel baseline, 80 dims        n=5,250  n=10,500  n=21,000
+    openTSNE Barnes-Hut, 1 thread       16.4      45.4     100.1
+    openTSNE FFT, 1 thread              44.7      49.7      56.9
+
+So 2D maps use FFT from :data:`FFT_MIN_POINTS` points on, Barnes-Hut below. FFT only
+exists for 2D, so 3D maps always use Barnes-Hut.
 
 Determinism: openTSNE runs with ``n_jobs=1`` and ``random_state=seed``. Two threads were
 ~30% faster at 1k and gave identical coordinates in our runs, but the Annoy index build
@@ -68,8 +76,8 @@ METHOD_LABELS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 #: Smallest number of points for which a projection is attempted.
 MIN_POINTS = 3
 #: From this many points on, 2D t-SNE uses openTSNE's FFT gradient instead of Barnes-Hut
-#: (measured crossover, see the module docstring).
-FFT_MIN_POINTS = 5000
+#: (measured crossover on stored embeddings, see the module docstring).
+FFT_MIN_POINTS = 10_000
 #: Past this many rows PCA uses scikit-learn's seeded randomised SVD instead of a full one.
 PCA_FULL_MAX_N = 20000
 #: Widest data PCA solves through its covariance matrix (see :func:`pca_solver`).
@@ -489,18 +497,21 @@ def _ignore_umap_warnings(warnings: Any) -> None:
 MAX_SECONDS = 60.0
 MAX_MEMORY_MB = 2000.0
 
-# Fitted to timings on the 2-core development machine (1 thread, seeded clustered data,
-# 35 clusters; bench/bench_reduction.py and /tmp calibration runs of 2026-12-02):
+# Fitted to timings on the 2-core development machine (1 thread; bench/bench_reduction.py,
+# seeded clustered data of 2026-12-02 and stored log-mel embeddings of 2026-12-04, taking
+# the slower of the two: an estimate that is low lets a request hold the server too long):
 #   PCA full 20,000 x 768: 3.2 s; 100,000 x 80: 0.6 s      -> O(n d^2)
-#   openTSNE FFT 5,000 x 80: 16.6 s; 10,000 x 80: 21.4 s   -> ~12 s + ~1 ms per point
-#   openTSNE BH 1,000 x 768: 1.6 s; 5,000: 11.8 s          -> O(n log n)
+#   openTSNE FFT, log-mel 10,500 x 80: 49.7 s; 21,000: 56.9 s -> ~40 s + ~0.8 ms per point
+#     (clusters: 5,000 x 80: 16.6 s; 10,000: 21.4 s: the grid, so the base, follows the map's extent)
+#   openTSNE BH, log-mel 5,250 x 80: 16.4 s; 10,500: 45.4 s -> O(n log n), 4.7e-4 s per n ln n
+#     (clusters: 1,000 x 768: 1.6 s; 5,000: 11.8 s)
 #   UMAP 5,000 x 768 (numba warm): 4.0 s; first use in a process adds ~25-45 s (compile)
 _PCA_S_PER_UNIT = 2.7e-10  # per n * d * min(n, d) (full SVD)
 _PCA_RANDOMIZED_S_PER_UNIT = 6e-9  # per n * d (a few passes over the data)
 _PCA_COVARIANCE_S_PER_UNIT = 1e-10  # per n * d * d (X^T X in float64, then a d x d eigh)
-_TSNE_FFT_BASE_S = 11.8
-_TSNE_FFT_S_PER_POINT = 0.96e-3
-_TSNE_BH_S_PER_NLOGN = 2.8e-4
+_TSNE_FFT_BASE_S = 40.0
+_TSNE_FFT_S_PER_POINT = 0.8e-3
+_TSNE_BH_S_PER_NLOGN = 4.7e-4
 _TSNE_3D_FACTOR = 2.5
 _UMAP_S_PER_POINT = 0.8e-3
 _NN_S_PER_UNIT = 2.5e-9  # neighbour search (Annoy / NN-descent) per n * d
