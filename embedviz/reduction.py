@@ -579,11 +579,12 @@ class ProjectionPlan:
 
     def describe(self) -> str:
         """``"t-SNE on 100,000 points: about 2 min 10 s, 1.4 GB"``-style cost line."""
-        return f"about {_human_seconds(self.seconds)}, {self.memory_mb / 1000:.1f} GB" if self.memory_mb >= 1000 else (
-            f"about {_human_seconds(self.seconds)}, {self.memory_mb:.0f} MB")
+        return f"about {human_seconds(self.seconds)}, {self.memory_mb / 1000:.1f} GB" if self.memory_mb >= 1000 else (
+            f"about {human_seconds(self.seconds)}, {self.memory_mb:.0f} MB")
 
 
-def _human_seconds(seconds: float) -> str:
+def human_seconds(seconds: float) -> str:
+    """``"under a second"``, ``"42 s"`` or ``"2 min 5 s"``: a duration in words for the user."""
     if seconds < 1:
         return "under a second"
     if seconds < 90:
@@ -621,12 +622,28 @@ def plan_projection(
     label = METHOD_LABELS[method]
     why = "time" if seconds > max_seconds else "memory"
     reason = (
-        f"{label} on {n:,} points would take {_human_seconds(seconds)} and {memory:,.0f} MB "
+        f"{label} on {n:,} points would take {human_seconds(seconds)} and {memory:,.0f} MB "
         f"(over this server's {why} budget of "
         + (f"{max_seconds:.0f} s" if why == "time" else f"{max_memory_mb:,.0f} MB")
-        + f"). Use a sample of at most {lo:,} points, or PCA ({_human_seconds(pca_seconds)})."
+        + f"). Use a sample of at most {lo:,} points, or PCA ({human_seconds(pca_seconds)})."
     )
     return ProjectionPlan(False, seconds, memory, reason, lo, pca_seconds)
+
+
+def projection_notice(method: str, plans: Sequence[ProjectionPlan]) -> str:
+    """What to tell the user while the projections of a view's panels run: the method, the
+    panels, their points and the expected time in all ("" when there is nothing to wait
+    for: PCA, or no panel that may run). ``plans`` are :func:`plan_projection`'s, one per panel."""
+    allowed = [p for p in plans if p.ok]
+    if method == "pca" or not allowed:
+        return ""
+    total = sum(p.seconds for p in allowed)
+    points = max(p.suggested_n for p in allowed)  # suggested_n is the panel's n when ok
+    compile_note = (f" (UMAP's first run on a server adds about {UMAP_FIRST_USE_S:.0f} s to compile)"
+                    if method == "umap" else "")
+    return (f"{METHOD_LABELS[method]} of {len(allowed)} panel{'s' if len(allowed) > 1 else ''}, up to "
+            f"{points:,} points each: about {human_seconds(total)} in all{compile_note}. Computed once: "
+            "colours, hidden words, clicks and later visits reuse it.")
 
 
 def concatenate_layers(blocks: Sequence[ArrayLike]) -> np.ndarray:

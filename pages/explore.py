@@ -59,6 +59,7 @@ panels = explore_steps.planned_panels(view, layers)
 widgets.preload_charts(explore_steps.expected_renderer(view, panels))  # loads while the server works
 view = explore_steps.choose_clip(view, panels)
 state.commit(view)
+widgets.sidebar(view, nav)  # the view is final: links and summaries show while the plots compute
 
 with st.container(border=True):
     status = explore_steps.extract_step(view, models)
@@ -74,5 +75,3 @@ if status:
     with st.container(border=True):
         st.subheader("Export")
         exports.render_exports(view=view, status=status, panels=panels)
-
-widgets.sidebar(view, nav)

@@ -19,6 +19,8 @@ model's panels show is read from the store in one pass first. The numbers come f
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 from embedviz.errors import EmbedvizError
@@ -141,11 +143,32 @@ def _drawable(view, status, panels, reduction, extracted: set) -> list[tuple[str
     return sections
 
 
+def _projection_notice(view, status, panels, reduction, extracted: set) -> str:
+    """:func:`embedviz.reduction.projection_notice` for the panels this view projects."""
+    from embedviz.reduction import projection_notice
+
+    if reduction.method == "pca":
+        return ""
+    plans = []
+    for _, section in panels:
+        for name, layers in section:
+            if name in extracted:
+                try:
+                    plans.append(cached.plan(cached.LayerSelection(status[name][0], layers, view.pooling), reduction))
+                except EmbedvizError:
+                    pass  # the panel reports its own error
+    return projection_notice(reduction.method, plans)
+
+
 def _figure(view, status, panels, reduction, colors, marks, extracted: set, own=None) -> None:
     """Every drawable panel of the page in ONE figure, then each panel's numbers."""
     from embedviz.figures import Panel, Section, panel_subtitle, renderer_for
 
-    sections = _drawable(view, status, panels, reduction, extracted)
+    # The expected time, shown only while projections run (Streamlit's spinner appears after
+    # 0.5 s: a cached view never shows it).
+    notice = _projection_notice(view, status, panels, reduction, extracted)
+    with st.spinner(notice, show_time=True) if notice else contextlib.nullcontext():
+        sections = _drawable(view, status, panels, reduction, extracted)
     drawn = [panel for _, here, _ in sections for panel in here]
     if not drawn:
         return

@@ -328,6 +328,31 @@ def test_clearing_every_model_and_word_is_respected_in_the_session(env) -> None:
     assert "model" not in at.query_params
 
 
+def test_a_projection_says_its_expected_time_while_it_runs(env, monkeypatch) -> None:
+    import streamlit as st
+
+    at = new_app(MEL_PARAMS)
+    at.run()
+    next(b for b in at.button if b.label == "Extract").click().run()
+    wait_for_job(at)
+    shown: list[str] = []
+    real = st.spinner
+
+    def spinner(text="", *args, **kwargs):
+        shown.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(st, "spinner", spinner)
+    widget(at, "segmented_control", "ex_method").set_value("tsne").run()
+    no_exception(at)
+    notices = [t for t in shown if t.startswith("t-SNE of 2 panels")]
+    assert notices and "up to 8 points each: about" in notices[0] and "Computed once" in notices[0], shown
+    assert len(panel_titles(at)) == 2
+    shown.clear()
+    widget(at, "segmented_control", "ex_method").set_value("pca").run()
+    assert not [t for t in shown if "panel" in t], "PCA: nothing to wait for"
+
+
 def test_a_projection_over_the_budget_is_refused_with_its_cost(env, monkeypatch) -> None:
     from embedviz import reduction
 

@@ -242,3 +242,19 @@ def test_keys_in_matches_isin_for_every_kind_of_key_column() -> None:
         assert got.dtype == bool and np.array_equal(got, expected)
     assert keys_in(pd.Series([], dtype=str), stored).shape == (0,)
     assert keys_in(pd.Series(keys), iter(["k00000"])).sum() == 1
+
+
+def test_the_projection_notice_names_the_method_panels_and_expected_time() -> None:
+    from embedviz.reduction import human_seconds, projection_notice
+
+    tsne = ReductionSettings(method="tsne")
+    plans = [plan_projection(5250, 80, tsne), plan_projection(5250, 39, tsne), plan_projection(101_500, 80, tsne)]
+    assert [p.ok for p in plans] == [True, True, False]
+    text = projection_notice("tsne", plans)
+    total = plans[0].seconds + plans[1].seconds
+    assert text.startswith("t-SNE of 2 panels, up to 5,250 points each: about ") and human_seconds(total) in text
+    assert "compile" not in text
+    assert "compile" in projection_notice("umap", [plan_projection(5250, 80, ReductionSettings(method="umap"))])
+    assert projection_notice("pca", [plan_projection(5250, 80, ReductionSettings(method="pca"))]) == ""
+    assert projection_notice("tsne", plans[2:]) == "", "nothing runs: no notice"
+    assert human_seconds(0.2) == "under a second" and human_seconds(42) == "42 s" and human_seconds(125) == "2 min 5 s"
