@@ -15,7 +15,9 @@ timed steps: PCA projection, the panel's numbers (k-NN, silhouette), trustworthi
 Plotly figure and its JSON (what ``st.plotly_chart`` sends). App: each view opens in a
 fresh browser context on one warm server; "first plot" is when a chart has drawn its
 points (Plotly: data and points or a WebGL canvas; ECharts: data in the instance and
-coloured pixels on its canvas), "shown" when Streamlit's running indicator has also been gone for 1 s;
+coloured pixels on its canvas), "shown" when the points are drawn and Streamlit's running indicator
+is gone (the later of the two; before 2026-12-04 "shown" could come before "first plot", by up to
+1 s, when the script ended before the chart was painted, and the ratios were taken of it);
 "server CPU" is the CPU time the server process spent on the view.
 """
 from __future__ import annotations

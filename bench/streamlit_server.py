@@ -69,16 +69,21 @@ def streamlit_server(script: str | Path, *, cwd: str | Path | None = None, env: 
 
 def settle(page, t0: float, cond: str, timeout: float = 300) -> tuple[float, float]:
     """``(first, shown)``: seconds from ``t0`` until the JS predicate ``cond`` first holds in
-    ``page`` (NaN if never), and until Streamlit's running indicator had then been gone for 1 s."""
-    first, quiet = float("nan"), 0.0
+    ``page`` (NaN if never), and until the view is shown: its points drawn and Streamlit's
+    running indicator gone (the later of ``first`` and the last time the indicator was
+    seen; it must then stay away for 1 s). A script that ends before its chart is painted
+    is shown at ``first``, not earlier."""
+    first, last_busy = float("nan"), 0.0
     while time.time() - t0 < timeout:
+        now = time.time() - t0
         if first != first and page.evaluate(cond):
-            first = time.time() - t0
-        quiet = 0.0 if page.locator('[data-testid="stStatusWidget"]').count() else quiet + 0.1
-        if quiet >= 1.0 and first == first:
+            first = now
+        if page.locator('[data-testid="stStatusWidget"]').count():
+            last_busy = now
+        elif first == first and now - last_busy >= 1.0:
             break
         page.wait_for_timeout(100)
-    return first, time.time() - t0 - 1.0
+    return first, max(first, last_busy)
 
 
 def first_drawn(page, t0: float, cond: str, timeout: float = 300) -> float:
