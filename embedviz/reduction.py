@@ -512,10 +512,10 @@ _PCA_COVARIANCE_S_PER_UNIT = 1e-10  # per n * d * d (X^T X in float64, then a d 
 _TSNE_FFT_BASE_S = 40.0
 _TSNE_FFT_S_PER_POINT = 0.8e-3
 _TSNE_BH_S_PER_NLOGN = 4.7e-4
-_TSNE_3D_FACTOR = 2.5
+_TSNE_3D_FACTOR = 1.8  # log-mel, Barnes-Hut: 3D / 2D = 1.27 at 2,100 points, 1.72 at 5,250 (2026-12-04)
 _UMAP_S_PER_POINT = 0.8e-3
 _NN_S_PER_UNIT = 2.5e-9  # neighbour search (Annoy / NN-descent) per n * d
-UMAP_FIRST_USE_S = 30.0
+UMAP_FIRST_USE_S = 45.0  # measured 25-45 s; 42.8 s on 2026-12-04 (import + both neighbour paths)
 
 
 def estimate_seconds(method: str, n: int, d: int, dims: int = 2) -> float:
