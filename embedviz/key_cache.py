@@ -54,7 +54,6 @@ class _Folder:
 
     path: str
     keys: dict[str, tuple[int, int, str]] = field(default_factory=dict)
-    dirty: bool = False
 
 
 _lock = threading.Lock()
@@ -106,7 +105,6 @@ def _save(directory: Path, folder: _Folder) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
         os.replace(tmp, target)
-        folder.dirty = False
     except OSError as exc:
         with contextlib.suppress(OSError):  # the folder itself may be what cannot be made
             tmp.unlink(missing_ok=True)
@@ -146,6 +144,7 @@ def content_keys(paths: Iterable[str | Path], directory: Path | None = None) -> 
     paths = [os.fspath(p) for p in paths]
     keys: list[str | None] = [None] * len(paths)
     real_dirs: dict[str, str] = {}
+    loaded: dict[str, _Folder] = {}  # this call's folders, so the loop takes no lock per clip
     todo: list[tuple[int, str, str, int, int]] = []  # (position, folder, name, size, mtime_ns)
     for i, p in enumerate(paths):
         try:
@@ -165,7 +164,10 @@ def content_keys(paths: Iterable[str | Path], directory: Path | None = None) -> 
         if not stat_mod.S_ISREG(st.st_mode):
             keys[i] = content_key(p)
             continue
-        known = _folder(directory, folder).keys.get(name)
+        here = loaded.get(folder)
+        if here is None:
+            here = loaded[folder] = _folder(directory, folder)
+        known = here.keys.get(name)
         if known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns:
             keys[i] = known[2]
         else:
@@ -180,10 +182,8 @@ def content_keys(paths: Iterable[str | Path], directory: Path | None = None) -> 
             for (i, folder, name, size, mtime), key in zip(todo, hashed):
                 keys[i] = key
                 if has_content(key) and now - mtime >= RACY_NS:
-                    f = _folders[(str(directory), folder)]
-                    f.keys[name] = (size, mtime, key)
-                    f.dirty = True
-                    touched[folder] = f
+                    loaded[folder].keys[name] = (size, mtime, key)
+                    touched[folder] = loaded[folder]
         for f in touched.values():
             _save(directory, f)
     return [str(k) for k in keys]

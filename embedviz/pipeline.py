@@ -22,6 +22,7 @@ import pandas as pd
 
 from embedviz.audio import NOTICE_KINDS, decode_clip
 from embedviz.hashing import has_content
+from embedviz import key_cache  # clip keys remembered across runs
 from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
 from embedviz.pooling import pool_batch
 from embedviz.progress import ProgressCallback, ProgressReporter
@@ -123,10 +124,8 @@ def _family(model: str) -> str:
 
 
 def _with_keys(manifest: pd.DataFrame) -> pd.DataFrame:
-    from embedviz.key_cache import content_keys  # remembered across runs: a new process reads no unchanged clip
-
     m = manifest.reset_index(drop=True).copy()
-    m["clip_key"] = content_keys(m["path"])
+    m["clip_key"] = key_cache.content_keys(m["path"])
     return m
 
 

@@ -51,6 +51,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from embedviz import key_cache
 from embedviz.errors import ConfigError, StoreError
 from embedviz.hashing import stable_hash
 from embedviz.pooling import STORED_VECTORS, Pooling, parse_pooling
@@ -968,10 +969,8 @@ def read_layers(
         raise ConfigError(f"{settings.model} has no layer {', '.join(unknown)}; it has {', '.join(available)}")
     if manifest is None:
         return entry.read(wanted, pooling)
-    from embedviz.key_cache import content_keys
-
     m = manifest.reset_index(drop=True)
-    keys = content_keys(m["path"])
+    keys = key_cache.content_keys(m["path"])
     if not stored:
         return {layer: _empty_vectors(m["clip_id"].tolist()) for layer in wanted}
     # The manifest has the clips' names: only keys and vectors are read from the store.

@@ -401,10 +401,13 @@ def layer_matrix(sel: LayerSelection) -> tuple[Any, pd.DataFrame]:
     return views.layer_matrix(blocks), clips
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
 def plan(sel: LayerSelection, reduction: ReductionSettings) -> ProjectionPlan:
     """What projecting this selection would cost, before anything runs
     (:func:`embedviz.reduction.plan_projection`). ``ok`` False: do not call :func:`panel`;
-    show ``reason`` and offer ``suggested_n`` points or PCA."""
+    show ``reason`` and offer ``suggested_n`` points or PCA. Cached: a page asks for each
+    panel's plan several times a run (notice, alignment, panel), and each uncached call
+    would copy the panel's matrix out of :func:`layer_matrix`'s cache for its shape."""
     from embedviz.views import plan_projection
 
     X, _ = layer_matrix(sel)
