@@ -49,7 +49,7 @@ def word_series(grid) -> list[dict]:
 
 
 def rows(grid, series: dict) -> pd.DataFrame:
-    return grid.option["dataset"][series["datasetIndex"]]["source"]
+    return grid.option["dataset"][series["datasetIndex"]]["source"].to_pandas()
 
 
 def test_one_grid_axis_pair_and_series_per_word_per_panel_with_the_clips_mapped() -> None:
