@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 import numpy as np
 
 from embedviz.errors import ConfigError
-from embedviz.metrics import _labels, _matrix, subsample
+from embedviz.metrics import _labels, _matrix, layers_to_compute, subsample
 from embedviz.progress import ProgressCallback, ProgressReporter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -579,10 +579,7 @@ def measures_table(
     import pandas as pd
 
     layers = list(embeddings)
-    unknown = sorted(set(only or ()) - set(layers))
-    if unknown:
-        raise ConfigError(f"no such layer(s): {', '.join(unknown)}; layers are {', '.join(layers)}")
-    todo = [layer for layer in layers if only is None or layer in set(only)]
+    todo = layers_to_compute(layers, only)
     reporter = ProgressReporter(progress, total=len(todo), stage="measures")
     reporter.report(f"{len(todo)} layers")
     rows: list[dict[str, Any]] = []

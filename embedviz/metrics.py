@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -871,6 +871,18 @@ def layer_metrics(
     return out
 
 
+def layers_to_compute(layers: Sequence[str], only: Sequence[str] | None) -> set[str]:
+    """The layers of ``layers`` a table computes: all, or those in ``only``.
+
+    Raises:
+        ConfigError: ``only`` names a layer that is not in ``layers``.
+    """
+    unknown = sorted(set(only or ()) - set(layers))
+    if unknown:
+        raise ConfigError(f"no such layer(s): {', '.join(unknown)}; layers are {', '.join(layers)}")
+    return set(layers) if only is None else set(only)
+
+
 def metrics_table(
     embeddings: Mapping[str, ArrayLike],
     words: ArrayLike,
@@ -882,11 +894,14 @@ def metrics_table(
     metric: str = "cosine",
     probe: bool = True,
     speaker_identity: bool = True,
+    only: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> "pd.DataFrame":
     """One row of :func:`layer_metrics` per layer, in the given order.
 
     ``speaker_identity`` adds the speaker-vs-word k-NN columns (nan without speakers).
+    ``only``: compute just these layers (``depth`` still relative to all of ``embeddings``:
+    the app computes and caches one layer at a time, with progress between them).
 
     Columns: ``layer``, then ``model`` if given, then :data:`METRIC_COLUMNS`; ``depth`` is
     the layer's position scaled to ``0..1`` (0 for a single layer). All layers must hold
@@ -895,9 +910,12 @@ def metrics_table(
     import pandas as pd
 
     layers = list(embeddings)
-    reporter = ProgressReporter(progress, total=len(layers), stage="metrics")
+    todo = layers_to_compute(layers, only)
+    reporter = ProgressReporter(progress, total=len(todo), stage="metrics")
     rows: list[dict[str, Any]] = []
     for i, layer in enumerate(layers):
+        if layer not in todo:
+            continue
         values = layer_metrics(embeddings[layer], words, speakers, k=k, seed=seed, metric=metric, probe=probe,
                                speaker_identity=speaker_identity)
         row: dict[str, Any] = {"layer": str(layer)}
@@ -930,6 +948,7 @@ __all__ = [
     "knn_confusion",
     "knn_predict",
     "layer_metrics",
+    "layers_to_compute",
     "linear_cka",
     "metrics_table",
     "nearest_neighbours",

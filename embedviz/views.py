@@ -244,16 +244,18 @@ def analysis_table(
     seed: int = 0,
     k: int = 5,
     probe: bool = True,
+    only: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
-    """:func:`embedviz.metrics.metrics_table` over aligned layer blocks (empty when no clips)."""
+    """:func:`embedviz.metrics.metrics_table` over aligned layer blocks, or just the layers
+    in ``only`` (empty when no clips)."""
     from embedviz.metrics import metrics_table
 
     if len(clips) == 0:
         return pd.DataFrame()
     return metrics_table(
         blocks, clips["word"].to_numpy(), clips["speaker"].to_numpy(), k=k, seed=seed, model=model,
-        probe=probe, progress=progress,
+        probe=probe, only=only, progress=progress,
     )
 
 

@@ -38,13 +38,18 @@ explore_link = st.empty()  # filled at the end, so the link carries this page's 
 
 
 def _finish(view: ViewSettings, link_label: str) -> None:
-    """Write the page's final view to the URL, then the sidebar and the link to Explore that carry it."""
+    """Write the page's final view to the URL, then the links that carry it (the sidebar's
+    replace those drawn before the metrics were computed)."""
     state.commit(view)
-    widgets.sidebar(view, nav)
+    widgets.nav_links(view, nav)
     explore_link.page_link(
         widgets.EXPLORE_PAGE, label=link_label, icon=":material/tune:", query_params=view.to_query_params()
     )
 
+
+# The sidebar now, so its links and summaries show while the metrics compute; its links
+# are drawn again with the final view at the end (_finish).
+widgets.sidebar(view, nav)
 
 # Models with every clip stored; the others are listed with what is missing.
 ready: dict[str, cached.LayerSelection] = {}  # model -> every layer, the view's pooling
@@ -72,16 +77,7 @@ if not ready or not words:
 labels = {m: cached.model_label(m) for m in ready}
 
 # ---------------------------------------------------------------------- layer curves + table
-tables = []
-with st.spinner("Computing metrics for every layer…"):
-    for name, layer_sel in ready.items():
-        try:
-            table = cached.analysis_table(layer_sel)
-        except EmbedvizError as error:
-            st.error(f"{labels[name]}: {error}")
-            continue
-        if len(table):
-            tables.append(table.assign(model=labels[name]))
+tables = widgets.layer_by_layer(ready, labels, cached.layer_metrics, "Metrics")
 full = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 with st.container(border=True):

@@ -470,14 +470,18 @@ def neighbours(sel: LayerSelection, clip_id: str, k: int = 5) -> pd.DataFrame:
 # ---------------------------------------------------------------------- layer analysis
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def analysis_table(sel: LayerSelection) -> pd.DataFrame:
-    """:func:`embedviz.views.analysis_table` over ``sel.layers`` (clips stored for all of them)."""
+@st.cache_data(show_spinner=False, max_entries=512)
+def layer_metrics(sel: LayerSelection, layer: str) -> pd.DataFrame:
+    """One row of :func:`embedviz.views.analysis_table`: the metrics of ``layer`` (one of
+    ``sel.layers``; ``depth`` relative to all of them; clips stored for all of them).
+
+    One layer per call, so a page can draw progress between calls (as :func:`layer_measures`).
+    """
     from embedviz import views
 
     blocks, clips = layer_blocks(sel)
     return views.analysis_table(dict(zip(sel.layers, blocks, strict=True)), clips, seed=sel.clips.seed,
-                                model=sel.source.model)
+                                model=sel.source.model, only=[layer])
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -508,8 +512,8 @@ def layer_measures(sel: LayerSelection, layer: str) -> pd.DataFrame:
     ``layer`` (one of ``sel.layers``; ``depth`` relative to all of them), on at most
     :data:`embedviz.measures.MEASURES_MAX_N` clips (:func:`embedviz.views.measures_table`).
 
-    One layer per call, so a page can draw progress between calls: Streamlit replays the
-    elements a cached function touches, so the function itself must not draw.
+    One layer per call, so a page can draw progress between calls (``widgets.layer_by_layer``):
+    Streamlit replays the elements a cached function touches, so the function itself must not draw.
     """
     from embedviz import views
 

@@ -12,9 +12,8 @@ from typing import Mapping
 import pandas as pd
 import streamlit as st
 
-from embedviz.errors import EmbedvizError
 from embedviz.viewstate import ViewSettings
-from ui import cached, state
+from ui import cached, state, widgets
 
 SPEAKER_WORD_HELP = (
     "**Word k-NN across speakers** (solid): the 5 nearest clips *by other speakers* vote on a clip's word, "
@@ -88,26 +87,6 @@ def render_speaker_word(full: pd.DataFrame) -> None:
             })
 
 
-def _compute(ready: Mapping[str, cached.LayerSelection], labels: Mapping[str, str]) -> list[pd.DataFrame]:
-    """Every model's measures, one cached layer at a time under one progress bar."""
-    steps = [(name, layer) for name, sel in ready.items() for layer in sel.layers]
-    bar = st.progress(0.0, text="Measures: starting…")
-    rows: dict[str, list[pd.DataFrame]] = {name: [] for name in ready}
-    failed: set[str] = set()
-    for done, (name, layer) in enumerate(steps):
-        if name in failed:
-            continue
-        bar.progress(done / len(steps), text=f"Measures · {labels[name]} · layer {layer} ({done + 1} of {len(steps)})")
-        try:
-            rows[name].append(cached.layer_measures(ready[name], layer))
-        except EmbedvizError as error:
-            st.error(f"{labels[name]}: {error}")
-            failed.add(name)
-    bar.empty()
-    return [pd.concat(parts, ignore_index=True).assign(model=labels[name])
-            for name, parts in rows.items() if parts and name not in failed]
-
-
 def render_measures(view: ViewSettings, ready: Mapping[str, cached.LayerSelection],
                     labels: Mapping[str, str]) -> ViewSettings:
     """The Measures section: what each measure is and its reference, a toggle that computes
@@ -132,7 +111,7 @@ def render_measures(view: ViewSettings, ready: Mapping[str, cached.LayerSelectio
         view = view.replace(measures="on" if on else "off")
         if not on:
             return view
-        tables = _compute(ready, labels)
+        tables = widgets.layer_by_layer(ready, labels, cached.layer_measures, "Measures")
         if not tables:
             st.info("No measures: too few stored clips.")
             return view

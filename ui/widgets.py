@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,8 +87,8 @@ NAV = (
 
 
 def nav_slot() -> DeltaGenerator:
-    """A container at the top of the sidebar, filled by :func:`sidebar` once the view is final."""
-    return st.sidebar.container()
+    """A slot at the top of the sidebar for the page links (:func:`sidebar`, :func:`nav_links`)."""
+    return st.sidebar.empty()
 
 
 #: Key of the hidden container holding :func:`preload_charts`' empty chart.
@@ -134,6 +134,16 @@ def page_start(*, need_dataset: bool = True) -> tuple[ViewSettings, pd.DataFrame
     return view, words_df, nav
 
 
+def nav_links(view: ViewSettings, slot=None) -> None:
+    """The page links carrying ``view``, in ``slot`` (a :func:`nav_slot`: drawn again, they
+    replace the links there, so a page can show them early and update them once its view is final)."""
+    params = view.to_query_params()
+    with slot.container() if slot is not None else st.sidebar:
+        for path, label, icon in NAV:
+            st.page_link(path, label=label, icon=icon, query_params=params)
+        st.divider()
+
+
 def sidebar(view: ViewSettings, slot=None) -> None:
     """Page links that carry the view, then dataset summary and embedding-store info.
 
@@ -141,11 +151,7 @@ def sidebar(view: ViewSettings, slot=None) -> None:
     Streamlit's own menu clears the query params when switching pages, which would
     leave a shared link to the second page without its state.
     """
-    params = view.to_query_params()
-    with slot if slot is not None else st.sidebar:
-        for path, label, icon in NAV:
-            st.page_link(path, label=label, icon=icon, query_params=params)
-        st.divider()
+    nav_links(view, slot)
     with st.sidebar:
         st.markdown("#### Dataset")
         try:
@@ -302,6 +308,43 @@ def last_job_report(dataset: str | None = None) -> None:
 
 
 # ---------------------------------------------------------------------- clip player
+
+
+def layer_by_layer(ready: Mapping[str, cached.LayerSelection], labels: Mapping[str, str],
+                   compute: Callable[[cached.LayerSelection, str], pd.DataFrame], what: str) -> list[pd.DataFrame]:
+    """Every model's table, one cached layer at a time under one progress bar with an ETA.
+
+    ``compute(selection, layer)`` is a cached one-layer function (``cached.layer_metrics``,
+    ``cached.layer_measures``), so layers already computed come back at once and a stopped
+    run keeps the layers it finished. A model whose layer fails is reported once and left
+    out. Returns one table per model (its layers in order, ``model`` set to its label).
+    """
+    from embedviz.progress import ProgressReporter, format_eta
+
+    steps = [(name, layer) for name, sel in ready.items() for layer in sel.layers]
+    bar = st.progress(0.0, text=f"{what}: starting…")
+
+    def show(event) -> None:
+        left = "" if event.eta_s is None else f" · about {format_eta(event.eta_s)} left"
+        bar.progress(event.fraction, text=f"{what} · {event.message} ({event.done + 1} of {event.total}){left}")
+
+    reporter = ProgressReporter(show, total=len(steps), stage=what)
+    rows: dict[str, list[pd.DataFrame]] = {name: [] for name in ready}
+    failed: set[str] = set()
+    for name, layer in steps:
+        if name not in failed:
+            reporter.report(f"{labels[name]} · layer {layer}")
+            try:
+                table = compute(ready[name], layer)
+                if len(table):
+                    rows[name].append(table)
+            except EmbedvizError as error:
+                st.error(f"{labels[name]}: {error}")
+                failed.add(name)
+        reporter.done += 1
+    bar.empty()
+    return [pd.concat(parts, ignore_index=True).assign(model=labels[name])
+            for name, parts in rows.items() if parts and name not in failed]
 
 
 def mark_clips(fig, coords, clip_ids, marked: dict[str, str]) -> None:

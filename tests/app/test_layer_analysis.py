@@ -61,6 +61,11 @@ def test_widgets_figures_and_url_round_trip(env, local_model: Path) -> None:
 
     at.segmented_control(key="la_metric").set_value("probe_accuracy").run()
     assert at.query_params["metric"] == "probe_accuracy"
+    # The sidebar's links are drawn before the metrics and again with the final view: once
+    # each, carrying the metric chosen further down the page.
+    nav = [link for link in at.sidebar.get("page_link")]
+    assert [link.label for link in nav] == ["Explore", "Layer analysis", "Data & cache"]
+    assert all("metric=probe_accuracy" in link.proto.query_string for link in nav)
     at.selectbox(key="la_cm_model").set_value(str(local_model)).run()
     no_exception(at)
     assert at.query_params["cm_model"] == str(local_model)
@@ -183,3 +188,40 @@ def test_speaker_identity_within_words_when_speakers_repeat_a_word(env) -> None:
     assert measures["ABX across speakers"].between(0, 1).all() and measures["ABX within speaker"].between(0, 1).all()
     # Per X: 1 other take of its word x 4 clips of the other 2 words by its speaker (2 takes each).
     assert (measures["triplets within"] == 24 * 4).all()
+
+
+def _layer_by_layer_script() -> None:
+    """A page that runs ``widgets.layer_by_layer`` over a good and a failing model."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+    import streamlit as st
+
+    from embedviz.errors import ConfigError
+    from ui import widgets
+
+    calls = st.session_state.setdefault("calls", [])
+
+    def compute(sel, layer: str) -> pd.DataFrame:
+        calls.append((sel.name, layer))
+        if sel.name == "bad" and layer == "1":
+            raise ConfigError("layer 1 cannot be read")
+        return pd.DataFrame({"layer": [layer], "knn_accuracy": [0.5]})
+
+    ready = {name: SimpleNamespace(name=name, layers=("0", "1", "2")) for name in ("bad", "good")}
+    tables = widgets.layer_by_layer(ready, {"bad": "Bad model", "good": "Good model"}, compute, "Metrics")
+    st.session_state["tables"] = tables
+
+
+def test_layer_by_layer_reports_a_failing_model_once_and_keeps_the_others() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_layer_by_layer_script, default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Bad model: layer 1 cannot be read"]
+    # The failing model stops at its failing layer; the other model gets every layer, in order.
+    assert at.session_state["calls"] == [("bad", "0"), ("bad", "1"), ("good", "0"), ("good", "1"), ("good", "2")]
+    (table,) = at.session_state["tables"]
+    assert list(table["layer"]) == ["0", "1", "2"] and set(table["model"]) == {"Good model"}
+    assert not at.get("progress"), "the progress bar is left on the page"

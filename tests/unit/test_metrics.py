@@ -311,6 +311,22 @@ def test_metrics_table_rows_follow_layer_order() -> None:
     assert single["depth"].iloc[0] == 0.0
 
 
+def test_metrics_table_of_one_layer_is_that_row_of_the_whole_table() -> None:
+    """The app computes and caches one layer at a time: the same row, depth relative to all."""
+    import pandas as pd
+
+    X, words = blobs(n_per=8, n_words=3)
+    noise = np.random.default_rng(0).normal(size=X.shape)
+    layers = {"cnn": noise, "0": 0.5 * noise + 0.5 * X, "1": X}
+    whole = metrics_table(layers, words, model="m")
+    events: list[ProgressEvent] = []
+    middle = metrics_table(layers, words, model="m", only=["0"], progress=lambda e: events.append(e) and False)
+    pd.testing.assert_frame_equal(middle, whole.iloc[[1]].reset_index(drop=True))
+    assert middle["depth"].iloc[0] == 0.5 and [(e.done, e.total) for e in events] == [(1, 1)]
+    with pytest.raises(ConfigError, match="no such layer.*nope"):
+        metrics_table(layers, words, only=["nope"])
+
+
 def test_nearest_neighbours_in_cosine_space_exclude_the_query() -> None:
     from embedviz.metrics import nearest_neighbours
 
