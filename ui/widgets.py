@@ -307,7 +307,7 @@ def last_job_report(dataset: str | None = None) -> None:
             )
 
 
-# ---------------------------------------------------------------------- clip player
+# ---------------------------------------------------------------------- per-layer tables
 
 
 def layer_by_layer(ready: Mapping[str, cached.LayerSelection], labels: Mapping[str, str],
@@ -345,6 +345,9 @@ def layer_by_layer(ready: Mapping[str, cached.LayerSelection], labels: Mapping[s
     bar.empty()
     return [pd.concat(parts, ignore_index=True).assign(model=labels[name])
             for name, parts in rows.items() if parts and name not in failed]
+
+
+# ---------------------------------------------------------------------- clip player
 
 
 def mark_clips(fig, coords, clip_ids, marked: dict[str, str]) -> None:
