@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from embedviz import key_cache  # clip keys remembered across runs
 from embedviz.audio import NOTICE_KINDS, decode_clip
 from embedviz.hashing import has_content
-from embedviz import key_cache  # clip keys remembered across runs
 from embedviz.errors import AudioLoadError, Cancelled, ConfigError, ExtractionError
 from embedviz.pooling import pool_batch
 from embedviz.progress import ProgressCallback, ProgressReporter

@@ -341,7 +341,7 @@ def layer_by_layer(ready: Mapping[str, cached.LayerSelection], labels: Mapping[s
             except EmbedvizError as error:
                 st.error(f"{labels[name]}: {error}")
                 failed.add(name)
-        reporter.done += 1
+        reporter.done += 1  # counted, not shown: the next layer's report shows it
     bar.empty()
     return [pd.concat(parts, ignore_index=True).assign(model=labels[name])
             for name, parts in rows.items() if parts and name not in failed]
